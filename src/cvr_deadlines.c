@@ -1,0 +1,157 @@
+/*  cvr_deadlines.c: a keyed binary min-heap of deadlines. */
+#include "cvr_deadlines.h"
+
+typedef struct {
+    int64_t deadline;           //  when it is due
+    size_t pos;                 //  index in the heap array
+    char *key;                  //  owned copy of the key
+} s_timer_t;
+
+struct _cvr_deadlines_t {
+    s_timer_t **heap;           //  min-heap by deadline; borrowed from by_key
+    size_t size;                //  entries in the heap
+    size_t capacity;            //  slots allocated
+    zhashx_t *by_key;           //  key -> s_timer_t, owns the entries
+};
+
+static void
+s_timer_destroy (void **item)
+{
+    s_timer_t *timer = (s_timer_t *) *item;
+    free (timer->key);
+    free (timer);
+    *item = NULL;
+}
+
+cvr_deadlines_t *
+cvr_deadlines_new (void)
+{
+    cvr_deadlines_t *self = (cvr_deadlines_t *) zmalloc (sizeof (cvr_deadlines_t));
+    self->by_key = zhashx_new ();
+    zhashx_set_destructor (self->by_key, s_timer_destroy);
+    return self;
+}
+
+void
+cvr_deadlines_destroy (cvr_deadlines_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_deadlines_t *self = *self_p;
+    zhashx_destroy (&self->by_key);
+    free (self->heap);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_place (cvr_deadlines_t *self, s_timer_t *timer, size_t pos)
+{
+    self->heap [pos] = timer;
+    timer->pos = pos;
+}
+
+static void
+s_sift_up (cvr_deadlines_t *self, size_t pos)
+{
+    s_timer_t *timer = self->heap [pos];
+    while (pos > 0) {
+        size_t parent = (pos - 1) / 2;
+        if (self->heap [parent]->deadline <= timer->deadline)
+            break;
+        s_place (self, self->heap [parent], pos);
+        pos = parent;
+    }
+    s_place (self, timer, pos);
+}
+
+static void
+s_sift_down (cvr_deadlines_t *self, size_t pos)
+{
+    s_timer_t *timer = self->heap [pos];
+    while (true) {
+        size_t child = 2 * pos + 1;
+        if (child >= self->size)
+            break;
+        if (child + 1 < self->size
+        &&  self->heap [child + 1]->deadline < self->heap [child]->deadline)
+            child++;
+        if (timer->deadline <= self->heap [child]->deadline)
+            break;
+        s_place (self, self->heap [child], pos);
+        pos = child;
+    }
+    s_place (self, timer, pos);
+}
+
+void
+cvr_deadlines_set (cvr_deadlines_t *self, const char *key, int64_t deadline)
+{
+    s_timer_t *timer = (s_timer_t *) zhashx_lookup (self->by_key, key);
+    if (timer) {
+        int64_t old = timer->deadline;
+        timer->deadline = deadline;
+        if (deadline < old)
+            s_sift_up (self, timer->pos);
+        else
+            s_sift_down (self, timer->pos);
+        return;
+    }
+    if (self->size == self->capacity) {
+        self->capacity = self->capacity ? 2 * self->capacity : 64;
+        self->heap = (s_timer_t **) realloc (self->heap,
+                                             self->capacity * sizeof (s_timer_t *));
+        assert (self->heap);
+    }
+    timer = (s_timer_t *) zmalloc (sizeof (s_timer_t));
+    timer->key = strdup (key);
+    timer->deadline = deadline;
+    zhashx_insert (self->by_key, key, timer);
+    s_place (self, timer, self->size++);
+    s_sift_up (self, timer->pos);
+}
+
+void
+cvr_deadlines_remove (cvr_deadlines_t *self, const char *key)
+{
+    s_timer_t *timer = (s_timer_t *) zhashx_lookup (self->by_key, key);
+    if (!timer)
+        return;
+    size_t pos = timer->pos;
+    s_timer_t *last = self->heap [--self->size];
+    if (last != timer) {
+        s_place (self, last, pos);
+        if (pos > 0 && self->heap [(pos - 1) / 2]->deadline > last->deadline)
+            s_sift_up (self, pos);
+        else
+            s_sift_down (self, pos);
+    }
+    zhashx_delete (self->by_key, key);
+}
+
+const char *
+cvr_deadlines_due (cvr_deadlines_t *self, int64_t now)
+{
+    if (self->size == 0 || self->heap [0]->deadline > now)
+        return NULL;
+    return self->heap [0]->key;
+}
+
+int64_t
+cvr_deadlines_get (cvr_deadlines_t *self, const char *key)
+{
+    s_timer_t *timer = (s_timer_t *) zhashx_lookup (self->by_key, key);
+    return timer ? timer->deadline : -1;
+}
+
+int64_t
+cvr_deadlines_next (cvr_deadlines_t *self)
+{
+    return self->size ? self->heap [0]->deadline : INT64_MAX;
+}
+
+size_t
+cvr_deadlines_size (cvr_deadlines_t *self)
+{
+    return self->size;
+}

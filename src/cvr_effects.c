@@ -1,0 +1,90 @@
+/*  cvr_effects.c: events produced by one command. */
+#include "cvr_effects.h"
+
+typedef struct {
+    char *topic;                //  owned
+    char *root;                 //  owned
+    cvr_wr_t *body;             //  owned, reused across clears
+} s_event_t;
+
+struct _cvr_effects_t {
+    s_event_t *events;          //  the events, first produced first
+    size_t size;                //  events in use
+    size_t capacity;            //  slots allocated (their writers kept)
+};
+
+cvr_effects_t *
+cvr_effects_new (void)
+{
+    return (cvr_effects_t *) zmalloc (sizeof (cvr_effects_t));
+}
+
+void
+cvr_effects_destroy (cvr_effects_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_effects_t *self = *self_p;
+    cvr_effects_clear (self);
+    for (size_t i = 0; i < self->capacity; i++)
+        cvr_wr_destroy (&self->events [i].body);
+    free (self->events);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+cvr_effects_clear (cvr_effects_t *self)
+{
+    for (size_t i = 0; i < self->size; i++) {
+        zstr_free (&self->events [i].topic);
+        zstr_free (&self->events [i].root);
+    }
+    self->size = 0;
+}
+
+cvr_wr_t *
+cvr_effects_add (cvr_effects_t *self, const char *root, const char *leaf,
+                 const char *type, int64_t at)
+{
+    if (self->size == self->capacity) {
+        size_t capacity = self->capacity ? 2 * self->capacity : 8;
+        self->events = (s_event_t *) realloc (self->events, capacity * sizeof (s_event_t));
+        assert (self->events);
+        for (size_t i = self->capacity; i < capacity; i++)
+            self->events [i] = (s_event_t) { NULL, NULL, cvr_wr_new () };
+        self->capacity = capacity;
+    }
+    s_event_t *event = &self->events [self->size++];
+    event->topic = zsys_sprintf ("%s/%s", root, leaf);
+    event->root = strdup (root);
+    cvr_wr_reset (event->body);
+    cvr_wr_map (event->body);
+    cvr_wr_kstr (event->body, "type", type);
+    cvr_wr_kint (event->body, "at", at);
+    return event->body;
+}
+
+size_t
+cvr_effects_size (cvr_effects_t *self)
+{
+    return self->size;
+}
+
+const char *
+cvr_effects_topic (cvr_effects_t *self, size_t index)
+{
+    return index < self->size ? self->events [index].topic : NULL;
+}
+
+const char *
+cvr_effects_root (cvr_effects_t *self, size_t index)
+{
+    return index < self->size ? self->events [index].root : NULL;
+}
+
+cvr_wr_t *
+cvr_effects_body (cvr_effects_t *self, size_t index)
+{
+    return index < self->size ? self->events [index].body : NULL;
+}

@@ -1,0 +1,120 @@
+/*  cvr_history.c: event numbering and the bounded history ring. */
+#include "cvr_history.h"
+
+typedef struct {
+    char *topic;                //  owned
+    uint8_t *body;              //  owned, the final msgpack body
+    size_t size;
+} s_entry_t;
+
+struct _cvr_history_t {
+    s_entry_t *ring;            //  capacity entries; seq s lives at s % capacity
+    size_t capacity;            //  events kept at most
+    size_t count;               //  events kept now
+    uint64_t seq;               //  latest seq given out
+    zhashx_t *roots;            //  root -> latest seq of that root (as a pointer)
+};
+
+cvr_history_t *
+cvr_history_new (size_t capacity)
+{
+    cvr_history_t *self = (cvr_history_t *) zmalloc (sizeof (cvr_history_t));
+    self->capacity = capacity ? capacity : 1;
+    self->ring = (s_entry_t *) zmalloc (self->capacity * sizeof (s_entry_t));
+    self->roots = zhashx_new ();
+    return self;
+}
+
+static void
+s_entry_clear (s_entry_t *entry)
+{
+    free (entry->topic);
+    free (entry->body);
+    memset (entry, 0, sizeof (*entry));
+}
+
+void
+cvr_history_destroy (cvr_history_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_history_t *self = *self_p;
+    for (size_t i = 0; i < self->capacity; i++)
+        s_entry_clear (&self->ring [i]);
+    free (self->ring);
+    zhashx_destroy (&self->roots);
+    free (self);
+    *self_p = NULL;
+}
+
+uint64_t
+cvr_history_append (cvr_history_t *self, const char *topic, const char *root,
+                    cvr_wr_t *body)
+{
+    uint64_t seq = ++self->seq;
+    uint64_t prev = (uint64_t) (uintptr_t) zhashx_lookup (self->roots, root);
+    zhashx_update (self->roots, root, (void *) (uintptr_t) seq);
+    cvr_wr_kuint (body, "seq", seq);
+    cvr_wr_kuint (body, "prev", prev);
+    cvr_wr_close (body);
+
+    s_entry_t *entry = &self->ring [seq % self->capacity];
+    s_entry_clear (entry);
+    entry->topic = strdup (topic);
+    entry->size = cvr_wr_size (body);
+    entry->body = (uint8_t *) malloc (entry->size);
+    assert (entry->topic && entry->body);
+    memcpy (entry->body, cvr_wr_data (body), entry->size);
+    if (self->count < self->capacity)
+        self->count++;
+    return seq;
+}
+
+uint64_t
+cvr_history_seq (cvr_history_t *self)
+{
+    return self->seq;
+}
+
+uint64_t
+cvr_history_oldest (cvr_history_t *self)
+{
+    return self->seq - self->count + 1;
+}
+
+cvr_err_t
+cvr_history_since (cvr_history_t *self, uint64_t since, const char *prefix,
+                   size_t limit, cvr_wr_t *reply)
+{
+    uint64_t oldest = cvr_history_oldest (self);
+    //  Every event after `since` must still be here for the answer to be
+    //  complete; with nothing after it, there is nothing to miss.
+    if (since < self->seq && since + 1 < oldest)
+        return CVR_COMPACTED;
+    //  A since at or past the latest has nothing to return (and must not
+    //  wrap around when it is the largest integer).
+    uint64_t first = since < self->seq ? since + 1 : self->seq + 1;
+    size_t prefix_len = prefix ? strlen (prefix) : 0;
+    size_t found = 0;
+    bool more = false;
+    cvr_wr_str (reply, "events");
+    cvr_wr_array (reply);
+    for (uint64_t seq = first; seq <= self->seq; seq++) {
+        s_entry_t *entry = &self->ring [seq % self->capacity];
+        if (prefix_len && strncmp (entry->topic, prefix, prefix_len) != 0)
+            continue;
+        if (found == limit) {
+            more = true;
+            break;
+        }
+        cvr_wr_array (reply);
+        cvr_wr_str (reply, entry->topic);
+        cvr_wr_raw (reply, entry->body, entry->size);
+        cvr_wr_close (reply);
+        found++;
+    }
+    cvr_wr_close (reply);
+    cvr_wr_kbool (reply, "more", more);
+    cvr_wr_kuint (reply, "seq", self->seq);
+    return CVR_OK;
+}

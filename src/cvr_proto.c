@@ -1,0 +1,521 @@
+/*  cvr_proto.c: msgpack reading and writing for protocol section 2. */
+#include "cvr_proto.h"
+
+struct _cvr_msg_t {
+    msgpack_unpacked unpacked;      //  the decoded tree and its zone
+};
+
+typedef struct {
+    size_t header;                  //  offset of the 5-byte container header
+    uint32_t items;                 //  values written inside so far
+    bool is_map;                    //  map (count = items / 2) or array
+} s_open_t;
+
+struct _cvr_wr_t {
+    uint8_t *data;                  //  bytes written
+    size_t size;                    //  bytes used
+    size_t capacity;                //  bytes allocated
+    msgpack_packer packer;          //  writes scalars into data
+    s_open_t open [CVR_PROTO_MAX_DEPTH];    //  containers not yet closed
+    size_t depth;                   //  how many are open
+};
+
+//  --------------------------------------------------------------------------
+//  Reading
+
+static inline uint64_t
+s_be (const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | p [i];
+    return v;
+}
+
+//  Reads the header at data [*pos], advancing past the header and any
+//  payload; sets *children to the number of nested values that follow.
+//  Returns -1 if the input ends early or the byte is not valid msgpack.
+static int
+s_skip_header (const uint8_t *data, size_t size, size_t *pos, uint64_t *children)
+{
+    uint8_t b = data [(*pos)++];
+    size_t avail = size - *pos;
+    uint64_t len = 0;
+    size_t lenbytes = 0, extra = 0;
+    *children = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+        return 0;
+    if (b >= 0x80 && b <= 0x8f) { *children = 2 * (uint64_t) (b & 0x0f); return 0; }
+    if (b >= 0x90 && b <= 0x9f) { *children = b & 0x0f; return 0; }
+    if (b >= 0xa0 && b <= 0xbf) len = b & 0x1f;
+    else
+    switch (b) {
+        case 0xc4: case 0xd9: lenbytes = 1; break;         //  bin8, str8
+        case 0xc5: case 0xda: lenbytes = 2; break;
+        case 0xc6: case 0xdb: lenbytes = 4; break;
+        case 0xc7: lenbytes = 1; extra = 1; break;          //  ext: + type
+        case 0xc8: lenbytes = 2; extra = 1; break;
+        case 0xc9: lenbytes = 4; extra = 1; break;
+        case 0xca: len = 4; break;
+        case 0xcb: len = 8; break;
+        case 0xcc: case 0xd0: len = 1; break;
+        case 0xcd: case 0xd1: len = 2; break;
+        case 0xce: case 0xd2: len = 4; break;
+        case 0xcf: case 0xd3: len = 8; break;
+        case 0xd4: len = 2; break;                          //  fixext: type + data
+        case 0xd5: len = 3; break;
+        case 0xd6: len = 5; break;
+        case 0xd7: len = 9; break;
+        case 0xd8: len = 17; break;
+        case 0xdc: case 0xdd: case 0xde: case 0xdf: {
+            size_t n = b == 0xdc || b == 0xde ? 2 : 4;
+            if (avail < n)
+                return -1;
+            uint64_t count = s_be (data + *pos, n);
+            *pos += n;
+            *children = b >= 0xde ? 2 * count : count;
+            return 0;
+        }
+        default:
+            return -1;                                      //  0xc1
+    }
+    if (lenbytes) {
+        if (avail < lenbytes)
+            return -1;
+        len = s_be (data + *pos, lenbytes) + extra;
+        *pos += lenbytes;
+        avail -= lenbytes;
+    }
+    if (avail < len)
+        return -1;
+    *pos += len;
+    return 0;
+}
+
+int
+cvr_proto_check (const void *data, size_t size)
+{
+    const uint8_t *bytes = (const uint8_t *) data;
+    uint64_t remaining [CVR_PROTO_MAX_DEPTH + 1];
+    size_t depth = 0, pos = 0;
+    remaining [0] = 1;
+    while (true) {
+        while (depth > 0 && remaining [depth] == 0)
+            depth--;
+        if (remaining [depth] == 0)
+            break;
+        if (pos >= size)
+            return -1;
+        uint64_t children;
+        if (s_skip_header (bytes, size, &pos, &children))
+            return -1;
+        remaining [depth]--;
+        if (children) {
+            //  Every value takes a byte at least: a count above what is
+            //  left is a lie, refused before anyone allocates for it.
+            if (children > size - pos || depth == CVR_PROTO_MAX_DEPTH)
+                return -1;
+            remaining [++depth] = children;
+        }
+    }
+    return pos == size ? 0 : -1;
+}
+
+cvr_msg_t *
+cvr_msg_decode (const void *data, size_t size)
+{
+    if (!data || size == 0 || cvr_proto_check (data, size))
+        return NULL;
+    cvr_msg_t *self = (cvr_msg_t *) zmalloc (sizeof (cvr_msg_t));
+    msgpack_unpacked_init (&self->unpacked);
+    size_t offset = 0;
+    if (msgpack_unpack_next (&self->unpacked, (const char *) data, size, &offset)
+            != MSGPACK_UNPACK_SUCCESS
+    ||  offset != size)
+        cvr_msg_destroy (&self);
+    return self;
+}
+
+void
+cvr_msg_destroy (cvr_msg_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    msgpack_unpacked_destroy (&(*self_p)->unpacked);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+const msgpack_object *
+cvr_msg_root (cvr_msg_t *self)
+{
+    return &self->unpacked.data;
+}
+
+bool
+cvr_obj_is_str_map (const msgpack_object *o)
+{
+    if (!o || o->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < o->via.map.size; i++)
+        if (o->via.map.ptr [i].key.type != MSGPACK_OBJECT_STR)
+            return false;
+    return true;
+}
+
+const msgpack_object *
+cvr_obj_get (const msgpack_object *o, const char *key)
+{
+    if (!o || o->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t keylen = strlen (key);
+    //  Later duplicates win, as in most decoders that build a dict.
+    const msgpack_object *found = NULL;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr [i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == keylen
+        &&  memcmp (k->via.str.ptr, key, keylen) == 0)
+            found = &o->via.map.ptr [i].val;
+    }
+    if (found && found->type == MSGPACK_OBJECT_NIL)
+        return NULL;
+    return found;
+}
+
+bool
+cvr_obj_streq (const msgpack_object *o, const char *s)
+{
+    size_t len = strlen (s);
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == len
+        && memcmp (o->via.str.ptr, s, len) == 0;
+}
+
+char *
+cvr_obj_strdup (const msgpack_object *o)
+{
+    if (!o || o->type != MSGPACK_OBJECT_STR
+    ||  memchr (o->via.str.ptr, 0, o->via.str.size))
+        return NULL;
+    char *s = (char *) malloc (o->via.str.size + 1);
+    assert (s);
+    memcpy (s, o->via.str.ptr, o->via.str.size);
+    s [o->via.str.size] = 0;
+    return s;
+}
+
+int
+cvr_obj_int (const msgpack_object *o, int64_t *value)
+{
+    if (o && o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *value = o->via.i64;
+        return 0;
+    }
+    if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
+        *value = (int64_t) o->via.u64;
+        return 0;
+    }
+    return -1;
+}
+
+int
+cvr_obj_uint (const msgpack_object *o, uint64_t *value)
+{
+    if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *value = o->via.u64;
+        return 0;
+    }
+    return -1;
+}
+
+char *
+cvr_obj_get_strdup (const msgpack_object *map, const char *key)
+{
+    return cvr_obj_strdup (cvr_obj_get (map, key));
+}
+
+int64_t
+cvr_obj_get_int (const msgpack_object *map, const char *key, int64_t fallback)
+{
+    int64_t value;
+    return cvr_obj_int (cvr_obj_get (map, key), &value) ? fallback : value;
+}
+
+//  --------------------------------------------------------------------------
+//  Writing
+
+static void
+s_reserve (cvr_wr_t *self, size_t more)
+{
+    if (self->size + more <= self->capacity)
+        return;
+    size_t capacity = self->capacity ? self->capacity : 256;
+    while (capacity < self->size + more)
+        capacity *= 2;
+    self->data = (uint8_t *) realloc (self->data, capacity);
+    assert (self->data);
+    self->capacity = capacity;
+}
+
+static int
+s_write (void *data, const char *buf, size_t len)
+{
+    cvr_wr_t *self = (cvr_wr_t *) data;
+    s_reserve (self, len);
+    memcpy (self->data + self->size, buf, len);
+    self->size += len;
+    return 0;
+}
+
+//  Every value written inside a container counts toward its header.
+static inline void
+s_count (cvr_wr_t *self)
+{
+    if (self->depth)
+        self->open [self->depth - 1].items++;
+}
+
+cvr_wr_t *
+cvr_wr_new (void)
+{
+    cvr_wr_t *self = (cvr_wr_t *) zmalloc (sizeof (cvr_wr_t));
+    msgpack_packer_init (&self->packer, self, s_write);
+    return self;
+}
+
+void
+cvr_wr_destroy (cvr_wr_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free ((*self_p)->data);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+void
+cvr_wr_reset (cvr_wr_t *self)
+{
+    self->size = 0;
+    self->depth = 0;
+}
+
+static void
+s_open (cvr_wr_t *self, bool is_map)
+{
+    assert (self->depth < CVR_PROTO_MAX_DEPTH);
+    s_count (self);
+    s_reserve (self, 5);
+    self->open [self->depth++] = (s_open_t) { self->size, 0, is_map };
+    self->data [self->size] = is_map ? 0xdf : 0xdd;
+    self->size += 5;
+}
+
+void
+cvr_wr_map (cvr_wr_t *self)
+{
+    s_open (self, true);
+}
+
+void
+cvr_wr_array (cvr_wr_t *self)
+{
+    s_open (self, false);
+}
+
+void
+cvr_wr_close (cvr_wr_t *self)
+{
+    assert (self->depth > 0);
+    s_open_t *open = &self->open [--self->depth];
+    assert (!open->is_map || open->items % 2 == 0);
+    uint32_t count = open->is_map ? open->items / 2 : open->items;
+    uint8_t *p = self->data + open->header + 1;
+    p [0] = (uint8_t) (count >> 24);
+    p [1] = (uint8_t) (count >> 16);
+    p [2] = (uint8_t) (count >> 8);
+    p [3] = (uint8_t) count;
+}
+
+void
+cvr_wr_str (cvr_wr_t *self, const char *s)
+{
+    if (s)
+        cvr_wr_strn (self, s, strlen (s));
+    else
+        cvr_wr_nil (self);
+}
+
+void
+cvr_wr_strn (cvr_wr_t *self, const char *s, size_t len)
+{
+    s_count (self);
+    msgpack_pack_str (&self->packer, len);
+    msgpack_pack_str_body (&self->packer, s, len);
+}
+
+void
+cvr_wr_int (cvr_wr_t *self, int64_t value)
+{
+    s_count (self);
+    msgpack_pack_int64 (&self->packer, value);
+}
+
+void
+cvr_wr_uint (cvr_wr_t *self, uint64_t value)
+{
+    s_count (self);
+    msgpack_pack_uint64 (&self->packer, value);
+}
+
+void
+cvr_wr_bool (cvr_wr_t *self, bool value)
+{
+    s_count (self);
+    if (value)
+        msgpack_pack_true (&self->packer);
+    else
+        msgpack_pack_false (&self->packer);
+}
+
+void
+cvr_wr_nil (cvr_wr_t *self)
+{
+    s_count (self);
+    msgpack_pack_nil (&self->packer);
+}
+
+void
+cvr_wr_obj (cvr_wr_t *self, const msgpack_object *o)
+{
+    s_count (self);
+    msgpack_pack_object (&self->packer, *o);
+}
+
+void
+cvr_wr_raw (cvr_wr_t *self, const void *data, size_t size)
+{
+    s_count (self);
+    s_write (self, (const char *) data, size);
+}
+
+void
+cvr_wr_kstr (cvr_wr_t *self, const char *key, const char *value)
+{
+    cvr_wr_str (self, key);
+    cvr_wr_str (self, value);
+}
+
+void
+cvr_wr_kint (cvr_wr_t *self, const char *key, int64_t value)
+{
+    cvr_wr_str (self, key);
+    cvr_wr_int (self, value);
+}
+
+void
+cvr_wr_kuint (cvr_wr_t *self, const char *key, uint64_t value)
+{
+    cvr_wr_str (self, key);
+    cvr_wr_uint (self, value);
+}
+
+void
+cvr_wr_kbool (cvr_wr_t *self, const char *key, bool value)
+{
+    cvr_wr_str (self, key);
+    cvr_wr_bool (self, value);
+}
+
+size_t
+cvr_wr_depth (cvr_wr_t *self)
+{
+    return self->depth;
+}
+
+const uint8_t *
+cvr_wr_data (cvr_wr_t *self)
+{
+    return self->data;
+}
+
+size_t
+cvr_wr_size (cvr_wr_t *self)
+{
+    return self->size;
+}
+
+zframe_t *
+cvr_wr_frame (cvr_wr_t *self)
+{
+    return zframe_new (self->data, self->size);
+}
+
+//  --------------------------------------------------------------------------
+//  Service records
+
+void
+cvr_proto_write_service (cvr_wr_t *w, const cvr_service_t *service)
+{
+    cvr_wr_map (w);
+    cvr_wr_kstr (w, "service_id", service->service_id);
+    cvr_wr_kstr (w, "service_name", service->service_name);
+    cvr_wr_kstr (w, "service_type", service->service_type);
+    cvr_wr_kstr (w, "endpoint", service->endpoint);
+    cvr_wr_str (w, "labels");
+    cvr_wr_map (w);
+    for (size_t i = 0; i < service->labels_count; i++)
+        cvr_wr_kstr (w, service->labels [i].key, service->labels [i].value);
+    cvr_wr_close (w);
+    cvr_wr_kint (w, "weight", service->weight);
+    cvr_wr_kstr (w, "group_id", service->group_id);
+    cvr_wr_kstr (w, "health", cvr_health_name (service->health));
+    cvr_wr_kint (w, "registered_at", service->registered_at);
+    cvr_wr_kint (w, "last_heartbeat_at", service->last_heartbeat_at);
+    cvr_wr_kint (w, "lease_ms", service->lease_ms);
+    cvr_wr_kint (w, "revision", service->revision);
+    cvr_wr_close (w);
+}
+
+static int
+s_cmp_label (const void *a, const void *b)
+{
+    return strcmp (((const cvr_label_t *) a)->key, ((const cvr_label_t *) b)->key);
+}
+
+cvr_service_t *
+cvr_proto_read_service (const msgpack_object *o)
+{
+    if (!cvr_obj_is_str_map (o))
+        return NULL;
+    cvr_service_t *self = (cvr_service_t *) zmalloc (sizeof (cvr_service_t));
+    self->service_id = cvr_obj_get_strdup (o, "service_id");
+    self->service_name = cvr_obj_get_strdup (o, "service_name");
+    self->service_type = cvr_obj_get_strdup (o, "service_type");
+    self->endpoint = cvr_obj_get_strdup (o, "endpoint");
+    self->group_id = cvr_obj_get_strdup (o, "group_id");
+    char *health = cvr_obj_get_strdup (o, "health");
+    int rc = cvr_health_parse (health, &self->health);
+    free (health);
+    self->weight = cvr_obj_get_int (o, "weight", 100);
+    self->registered_at = cvr_obj_get_int (o, "registered_at", 0);
+    self->last_heartbeat_at = cvr_obj_get_int (o, "last_heartbeat_at", 0);
+    self->lease_ms = cvr_obj_get_int (o, "lease_ms", 0);
+    self->revision = cvr_obj_get_int (o, "revision", 0);
+    const msgpack_object *labels = cvr_obj_get (o, "labels");
+    if (labels && cvr_obj_is_str_map (labels) && labels->via.map.size) {
+        self->labels = (cvr_label_t *) zmalloc (labels->via.map.size * sizeof (cvr_label_t));
+        for (uint32_t i = 0; i < labels->via.map.size; i++) {
+            cvr_label_t *label = &self->labels [self->labels_count];
+            label->key = cvr_obj_strdup (&labels->via.map.ptr [i].key);
+            label->value = cvr_obj_strdup (&labels->via.map.ptr [i].val);
+            self->labels_count++;
+            if (!label->key || !label->value)
+                rc = -1;
+        }
+        qsort (self->labels, self->labels_count, sizeof (cvr_label_t), s_cmp_label);
+    }
+    if (rc || !self->service_id || !self->service_name || !self->service_type
+    ||  !self->endpoint)
+        cvr_service_destroy (&self);
+    return self;
+}

@@ -1,0 +1,137 @@
+/*  cvr_proto.h: the msgpack codec of protocol section 2 (internal).
+
+    Reading: cvr_msg_decode checks the bytes are exactly one well-formed
+    msgpack object before msgpack-c unpacks them, so a hostile header that
+    claims a billion elements costs nothing. Accessors read fields of the
+    decoded tree; a nil value counts as absent.
+
+    Writing: cvr_wr_t builds one msgpack value. Containers are opened and
+    closed; their element counts are patched in on close, so callers never
+    count ahead (maps and arrays are always written with 32-bit headers).
+*/
+#ifndef CVR_PROTO_H_INCLUDED
+#define CVR_PROTO_H_INCLUDED
+
+#include <czmq.h>
+#include <msgpack.h>
+#include "conveyor/cvr_types.h"
+
+typedef struct _cvr_msg_t cvr_msg_t;
+typedef struct _cvr_wr_t cvr_wr_t;
+
+//  Nesting deeper than this is refused on read and on write.
+#define CVR_PROTO_MAX_DEPTH 32
+
+//  Returns 0 if data holds exactly one complete msgpack object nested at
+//  most CVR_PROTO_MAX_DEPTH deep with no trailing bytes, else -1.
+int
+    cvr_proto_check (const void *data, size_t size);
+
+//  Decodes one msgpack object; NULL unless cvr_proto_check passes.
+//  Caller owns the result.
+cvr_msg_t *
+    cvr_msg_decode (const void *data, size_t size);
+
+void
+    cvr_msg_destroy (cvr_msg_t **self_p);
+
+//  The decoded root (borrowed from the message).
+const msgpack_object *
+    cvr_msg_root (cvr_msg_t *self);
+
+//  True if o is a map whose keys are all strings.
+bool
+    cvr_obj_is_str_map (const msgpack_object *o);
+
+//  The value of key in map o; NULL when o is not a map, the key is absent
+//  or its value is nil. Borrowed.
+const msgpack_object *
+    cvr_obj_get (const msgpack_object *o, const char *key);
+
+//  True if o is a string equal to s.
+bool
+    cvr_obj_streq (const msgpack_object *o, const char *s);
+
+//  A fresh NUL-terminated copy of string o (caller frees); NULL if o is
+//  not a string or holds a NUL byte.
+char *
+    cvr_obj_strdup (const msgpack_object *o);
+
+//  Reads an integer that fits int64; returns 0 or -1.
+int
+    cvr_obj_int (const msgpack_object *o, int64_t *value);
+
+//  Reads a non-negative integer that fits uint64; returns 0 or -1.
+int
+    cvr_obj_uint (const msgpack_object *o, uint64_t *value);
+
+//  Shorthands on a map: the field's string copy (NULL if absent or not a
+//  string), the field as int (fallback when absent or mistyped).
+char *
+    cvr_obj_get_strdup (const msgpack_object *map, const char *key);
+int64_t
+    cvr_obj_get_int (const msgpack_object *map, const char *key, int64_t fallback);
+
+//  Writer.
+cvr_wr_t *
+    cvr_wr_new (void);
+void
+    cvr_wr_destroy (cvr_wr_t **self_p);
+//  Forgets everything written; keeps the memory.
+void
+    cvr_wr_reset (cvr_wr_t *self);
+void
+    cvr_wr_map (cvr_wr_t *self);        //  opens a map
+void
+    cvr_wr_array (cvr_wr_t *self);      //  opens an array
+void
+    cvr_wr_close (cvr_wr_t *self);      //  closes the innermost container
+void
+    cvr_wr_str (cvr_wr_t *self, const char *s);     //  NULL writes nil
+void
+    cvr_wr_strn (cvr_wr_t *self, const char *s, size_t len);
+void
+    cvr_wr_int (cvr_wr_t *self, int64_t value);
+void
+    cvr_wr_uint (cvr_wr_t *self, uint64_t value);
+void
+    cvr_wr_bool (cvr_wr_t *self, bool value);
+void
+    cvr_wr_nil (cvr_wr_t *self);
+//  Writes a decoded object as it is (e.g. echoing `rid`).
+void
+    cvr_wr_obj (cvr_wr_t *self, const msgpack_object *o);
+//  Writes one complete, already encoded msgpack value.
+void
+    cvr_wr_raw (cvr_wr_t *self, const void *data, size_t size);
+//  Key-value shorthands for maps.
+void
+    cvr_wr_kstr (cvr_wr_t *self, const char *key, const char *value);
+void
+    cvr_wr_kint (cvr_wr_t *self, const char *key, int64_t value);
+void
+    cvr_wr_kuint (cvr_wr_t *self, const char *key, uint64_t value);
+void
+    cvr_wr_kbool (cvr_wr_t *self, const char *key, bool value);
+//  How many containers are open.
+size_t
+    cvr_wr_depth (cvr_wr_t *self);
+//  The bytes written so far (borrowed) and their size. Complete only when
+//  every container is closed.
+const uint8_t *
+    cvr_wr_data (cvr_wr_t *self);
+size_t
+    cvr_wr_size (cvr_wr_t *self);
+//  The bytes as a zframe (caller owns).
+zframe_t *
+    cvr_wr_frame (cvr_wr_t *self);
+
+//  Writes a service record as protocol section 3 shows it.
+void
+    cvr_proto_write_service (cvr_wr_t *w, const cvr_service_t *service);
+
+//  Reads a service record; NULL if o is not a valid one. Caller owns it.
+cvr_service_t *
+    cvr_proto_read_service (const msgpack_object *o);
+
+#endif

@@ -1,0 +1,287 @@
+/*  cvr_registry.c: service records and their indexes. */
+#include "cvr_registry.h"
+#include "cvr_index.h"
+
+struct _cvr_registry_t {
+    zhashx_t *services;         //  service_id -> cvr_service_t, owned
+    cvr_index_t *by_name;       //  service_name -> services, borrowed
+    cvr_index_t *by_group;      //  group_id -> services, borrowed
+    cvr_index_t *by_label;      //  label pair key -> services, borrowed
+    size_t max_services;        //  limit on services at once
+    uint64_t expired;           //  services removed by the clock
+};
+
+static void
+s_service_destroy (void **item)
+{
+    cvr_service_destroy ((cvr_service_t **) item);
+}
+
+cvr_registry_t *
+cvr_registry_new (size_t max_services)
+{
+    cvr_registry_t *self = (cvr_registry_t *) zmalloc (sizeof (cvr_registry_t));
+    self->services = zhashx_new ();
+    zhashx_set_destructor (self->services, s_service_destroy);
+    self->by_name = cvr_index_new ();
+    self->by_group = cvr_index_new ();
+    self->by_label = cvr_index_new ();
+    self->max_services = max_services;
+    return self;
+}
+
+void
+cvr_registry_destroy (cvr_registry_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_registry_t *self = *self_p;
+    cvr_index_destroy (&self->by_name);
+    cvr_index_destroy (&self->by_group);
+    cvr_index_destroy (&self->by_label);
+    zhashx_destroy (&self->services);
+    free (self);
+    *self_p = NULL;
+}
+
+//  A label pair as one index key. The key's length goes first so that no
+//  choice of bytes in key or value can make two pairs collide.
+static char *
+s_label_key (const char *key, const char *value)
+{
+    return zsys_sprintf ("%zu:%s%s", strlen (key), key, value);
+}
+
+static void
+s_index (cvr_registry_t *self, cvr_service_t *service, bool add)
+{
+    const char *id = service->service_id;
+    if (add)
+        cvr_index_add (self->by_name, service->service_name, id, service);
+    else
+        cvr_index_remove (self->by_name, service->service_name, id);
+    if (service->group_id) {
+        if (add)
+            cvr_index_add (self->by_group, service->group_id, id, service);
+        else
+            cvr_index_remove (self->by_group, service->group_id, id);
+    }
+    for (size_t i = 0; i < service->labels_count; i++) {
+        char *key = s_label_key (service->labels [i].key, service->labels [i].value);
+        if (add)
+            cvr_index_add (self->by_label, key, id, service);
+        else
+            cvr_index_remove (self->by_label, key, id);
+        free (key);
+    }
+}
+
+static void
+s_publish (cvr_effects_t *effects, const cvr_service_t *service,
+           const char *type, int64_t now)
+{
+    char root [256];
+    snprintf (root, sizeof (root), "service/%s", service->service_name);
+    cvr_wr_t *body = cvr_effects_add (effects, root, type, type, now);
+    cvr_wr_str (body, "service");
+    cvr_proto_write_service (body, service);
+}
+
+static bool
+s_str_equal (const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && streq (a, b));
+}
+
+//  True when any field but last_heartbeat_at, registered_at and revision
+//  differs: that is what makes a new revision.
+static bool
+s_changed (const cvr_service_t *a, const cvr_service_t *b)
+{
+    if (!s_str_equal (a->service_name, b->service_name)
+    ||  !s_str_equal (a->service_type, b->service_type)
+    ||  !s_str_equal (a->endpoint, b->endpoint)
+    ||  !s_str_equal (a->group_id, b->group_id)
+    ||  a->health != b->health || a->weight != b->weight
+    ||  a->lease_ms != b->lease_ms || a->labels_count != b->labels_count)
+        return true;
+    for (size_t i = 0; i < a->labels_count; i++)
+        if (!streq (a->labels [i].key, b->labels [i].key)
+        ||  !streq (a->labels [i].value, b->labels [i].value))
+            return true;
+    return false;
+}
+
+static int
+s_cmp_label (const void *a, const void *b)
+{
+    return strcmp (((const cvr_label_t *) a)->key, ((const cvr_label_t *) b)->key);
+}
+
+cvr_err_t
+cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
+                       int64_t now, cvr_effects_t *effects)
+{
+    cvr_service_t *old = (cvr_service_t *) zhashx_lookup (self->services, spec->service_id);
+    if (!old && zhashx_size (self->services) >= self->max_services)
+        return CVR_LIMIT_EXCEEDED;
+
+    cvr_service_t *service = cvr_service_dup (spec);
+    qsort (service->labels, service->labels_count, sizeof (cvr_label_t), s_cmp_label);
+    service->health = CVR_HEALTH_HEALTHY;
+    service->last_heartbeat_at = now;
+    service->registered_at = old ? old->registered_at : now;
+    service->revision = 1;
+    if (old) {
+        bool changed = s_changed (old, service);
+        service->revision = old->revision + (changed ? 1 : 0);
+        if (!streq (old->service_name, service->service_name)) {
+            s_publish (effects, old, "deregistered", now);
+            s_publish (effects, service, "registered", now);
+        }
+        else
+        if (changed)
+            s_publish (effects, service, "updated", now);
+        s_index (self, old, false);
+    }
+    else
+        s_publish (effects, service, "registered", now);
+    //  Replaces (and frees) the old record, after its events were written.
+    zhashx_update (self->services, service->service_id, service);
+    s_index (self, service, true);
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_registry_set_health (cvr_registry_t *self, const char *service_id,
+                         cvr_health_t health, bool touch, int64_t now,
+                         cvr_effects_t *effects)
+{
+    cvr_service_t *service = (cvr_service_t *) zhashx_lookup (self->services, service_id);
+    if (!service)
+        return CVR_NOT_FOUND;
+    if (touch)
+        service->last_heartbeat_at = now;
+    if (service->health != health) {
+        service->health = health;
+        service->revision++;
+        s_publish (effects, service, "health", now);
+    }
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_registry_remove (cvr_registry_t *self, const char *service_id, bool expired,
+                     int64_t now, cvr_effects_t *effects)
+{
+    cvr_service_t *service = (cvr_service_t *) zhashx_lookup (self->services, service_id);
+    if (!service)
+        return CVR_NOT_FOUND;
+    s_publish (effects, service, expired ? "expired" : "deregistered", now);
+    if (expired)
+        self->expired++;
+    s_index (self, service, false);
+    zhashx_delete (self->services, service_id);
+    return CVR_OK;
+}
+
+void
+cvr_registry_touch (cvr_registry_t *self, const char *service_id, int64_t now)
+{
+    cvr_service_t *service = (cvr_service_t *) zhashx_lookup (self->services, service_id);
+    if (service)
+        service->last_heartbeat_at = now;
+}
+
+const cvr_service_t *
+cvr_registry_lookup (cvr_registry_t *self, const char *service_id)
+{
+    return (const cvr_service_t *) zhashx_lookup (self->services, service_id);
+}
+
+size_t
+cvr_registry_size (cvr_registry_t *self)
+{
+    return zhashx_size (self->services);
+}
+
+uint64_t
+cvr_registry_expired (cvr_registry_t *self)
+{
+    return self->expired;
+}
+
+static bool
+s_matches (const cvr_service_t *service, const cvr_service_filter_t *filter)
+{
+    if ((filter->service_name && !streq (filter->service_name, service->service_name))
+    ||  (filter->service_type && !streq (filter->service_type, service->service_type))
+    ||  (filter->group_id && !s_str_equal (filter->group_id, service->group_id))
+    ||  (filter->healthy_only && service->health != CVR_HEALTH_HEALTHY))
+        return false;
+    for (size_t i = 0; i < filter->labels_count; i++) {
+        const char *value = cvr_service_label (service, filter->labels [i].key);
+        if (!value || !streq (value, filter->labels [i].value))
+            return false;
+    }
+    return true;
+}
+
+//  Narrows the candidates to the smallest set an index gives for the
+//  filter; NULL with *empty set when some indexed filter matches nothing.
+static zhashx_t *
+s_candidates (cvr_registry_t *self, const cvr_service_filter_t *filter, bool *empty)
+{
+    zhashx_t *best = self->services;
+    *empty = false;
+    zhashx_t *sets [2 + 64];
+    size_t nsets = 0;
+    if (filter->service_name)
+        sets [nsets++] = cvr_index_get (self->by_name, filter->service_name);
+    if (filter->group_id)
+        sets [nsets++] = cvr_index_get (self->by_group, filter->group_id);
+    for (size_t i = 0; i < filter->labels_count && nsets < 66; i++) {
+        char *key = s_label_key (filter->labels [i].key, filter->labels [i].value);
+        sets [nsets++] = cvr_index_get (self->by_label, key);
+        free (key);
+    }
+    for (size_t i = 0; i < nsets; i++) {
+        if (!sets [i]) {
+            *empty = true;
+            return NULL;
+        }
+        if (zhashx_size (sets [i]) < zhashx_size (best))
+            best = sets [i];
+    }
+    return best;
+}
+
+static int
+s_cmp_service (const void *a, const void *b)
+{
+    return strcmp ((*(const cvr_service_t * const *) a)->service_id,
+                   (*(const cvr_service_t * const *) b)->service_id);
+}
+
+const cvr_service_t **
+cvr_registry_query (cvr_registry_t *self, const cvr_service_filter_t *filter,
+                    size_t *count)
+{
+    cvr_service_filter_t all = { 0 };
+    if (!filter)
+        filter = &all;
+    bool empty;
+    zhashx_t *candidates = s_candidates (self, filter, &empty);
+    size_t size = empty ? 0 : zhashx_size (candidates);
+    const cvr_service_t **found = (const cvr_service_t **)
+        malloc ((size ? size : 1) * sizeof (cvr_service_t *));
+    assert (found);
+    *count = 0;
+    if (!empty)
+        for (const cvr_service_t *service = (const cvr_service_t *) zhashx_first (candidates);
+             service; service = (const cvr_service_t *) zhashx_next (candidates))
+            if (s_matches (service, filter))
+                found [(*count)++] = service;
+    qsort (found, *count, sizeof (cvr_service_t *), s_cmp_service);
+    return found;
+}

@@ -1,0 +1,62 @@
+/*  cvr_registry.h: the services part of the state (internal).
+
+    Owns the service records, indexed by id, by name, by group and by each
+    label pair, so a query touches only the smallest matching set. No
+    sockets, no clock: every mutation takes `now` from its command and
+    writes the events it causes into effects.
+*/
+#ifndef CVR_REGISTRY_H_INCLUDED
+#define CVR_REGISTRY_H_INCLUDED
+
+#include "conveyor/cvr_client.h"
+#include "cvr_effects.h"
+
+typedef struct _cvr_registry_t cvr_registry_t;
+
+cvr_registry_t *
+    cvr_registry_new (size_t max_services);
+void
+    cvr_registry_destroy (cvr_registry_t **self_p);
+
+//  Registers or replaces (upsert) a service from spec (copied; its health,
+//  revision, times are ignored). Returns CVR_LIMIT_EXCEEDED for a new id
+//  beyond max_services; nothing changes then.
+cvr_err_t
+    cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
+                           int64_t now, cvr_effects_t *effects);
+
+//  Sets the health; touch also stamps last_heartbeat_at (a heartbeat, not
+//  the clock). Publishes `health` when it changed. CVR_NOT_FOUND if absent.
+cvr_err_t
+    cvr_registry_set_health (cvr_registry_t *self, const char *service_id,
+                             cvr_health_t health, bool touch, int64_t now,
+                             cvr_effects_t *effects);
+
+//  Removes a service, publishing `expired` or `deregistered`.
+cvr_err_t
+    cvr_registry_remove (cvr_registry_t *self, const char *service_id,
+                         bool expired, int64_t now, cvr_effects_t *effects);
+
+//  Soft state: stamps last_heartbeat_at only (no event, no revision).
+void
+    cvr_registry_touch (cvr_registry_t *self, const char *service_id, int64_t now);
+
+//  The record of a service (borrowed), or NULL.
+const cvr_service_t *
+    cvr_registry_lookup (cvr_registry_t *self, const char *service_id);
+
+size_t
+    cvr_registry_size (cvr_registry_t *self);
+
+//  Services removed by lease expiry so far.
+uint64_t
+    cvr_registry_expired (cvr_registry_t *self);
+
+//  The services matching every filter (NULL: all), sorted by service_id.
+//  Returns an array of borrowed records that the caller frees (the array
+//  only); *count is set. Uses the smallest index the filter names.
+const cvr_service_t **
+    cvr_registry_query (cvr_registry_t *self, const cvr_service_filter_t *filter,
+                        size_t *count);
+
+#endif

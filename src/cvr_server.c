@@ -1,0 +1,961 @@
+/*  cvr_server.c: the coordinator actor: ROUTER requests, PUB events.
+
+    One zloop serves the pipe, the request socket and two timers (lease
+    deadlines, sys/heartbeat). Requests are decoded, checked in the order
+    of protocol section 2 and dispatched through a table; writes become
+    commands applied to cvr_state, whose events are numbered by
+    cvr_history and published before the reply is sent.
+*/
+#include "conveyor/cvr_server.h"
+#include "cvr_proto.h"
+#include "cvr_state.h"
+#include "cvr_history.h"
+#include "cvr_deadlines.h"
+
+#define CVR_NAME_MAX        200
+#define CVR_ENDPOINT_MAX    1024
+#define CVR_LABELS_MAX      64
+#define CVR_LABEL_KEY_MAX   128
+#define CVR_LABEL_VALUE_MAX 1024
+#define CVR_PREFIX_MAX      1024
+#define CVR_TICK_MS         50      //  lease deadlines are checked this often
+#define CVR_DRAIN_MAX       1000    //  requests handled per wakeup at most
+
+typedef enum { S_ERROR, S_WARN, S_INFO, S_DEBUG } s_level_t;
+
+//  Options of protocol section 9, by their names without dashes.
+typedef struct {
+    int64_t lease_ms;
+    int64_t min_lease_ms;
+    int64_t max_lease_ms;
+    int64_t session_timeout_ms;
+    int64_t default_partitions;
+    int64_t history;
+    int64_t max_message_bytes;
+    int64_t max_services;
+    int64_t max_groups;
+    int64_t max_members;
+} s_config_t;
+
+typedef struct {
+    const char *name;
+    size_t offset;
+    int64_t min, max;
+} s_option_t;
+
+static const s_option_t s_options [] = {
+    { "lease-ms", offsetof (s_config_t, lease_ms), 1, INT32_MAX },
+    { "min-lease-ms", offsetof (s_config_t, min_lease_ms), 1, INT32_MAX },
+    { "max-lease-ms", offsetof (s_config_t, max_lease_ms), 1, INT32_MAX },
+    { "session-timeout-ms", offsetof (s_config_t, session_timeout_ms), 1, INT32_MAX },
+    { "default-partitions", offsetof (s_config_t, default_partitions), 0, 100000 },
+    { "history", offsetof (s_config_t, history), 1, 100000000 },
+    { "max-message-bytes", offsetof (s_config_t, max_message_bytes), 64, 256 << 20 },
+    { "max-services", offsetof (s_config_t, max_services), 1, INT32_MAX },
+    { "max-groups", offsetof (s_config_t, max_groups), 1, INT32_MAX },
+    { "max-members", offsetof (s_config_t, max_members), 1, INT32_MAX },
+};
+#define S_OPTIONS (sizeof (s_options) / sizeof (s_options [0]))
+
+typedef struct _cvr_server_t cvr_server_t;
+typedef cvr_err_t (s_handler_fn) (cvr_server_t *self, const msgpack_object *req,
+                                  cvr_wr_t *reply);
+
+typedef struct {
+    const char *op;
+    s_handler_fn *handler;
+} s_op_t;
+
+static const s_op_t s_ops [];
+static const size_t s_ops_count;
+
+struct _cvr_server_t {
+    zsock_t *pipe;              //  actor pipe, borrowed
+    zloop_t *loop;              //  reactor, owned
+    zsock_t *router;            //  request socket, owned once started
+    zsock_t *pub;               //  event socket, owned once started
+    char *node_id;              //  this node's name
+    char *listen;               //  request endpoint to bind
+    char *publish;              //  event endpoint to bind
+    char *events_endpoint;      //  event endpoint as bound
+    s_config_t config;          //  options
+    s_level_t log_level;        //  how much to log
+    cvr_state_t *state;         //  services (and later groups), owned
+    cvr_history_t *history;     //  event numbering and ring, owned
+    cvr_deadlines_t *leases;    //  service_id -> next lease transition
+    cvr_effects_t *effects;     //  events of the command being applied
+    cvr_wr_t *reply;            //  reply being built, reused
+    zlistx_t *scratch;          //  strings copied out of the current request
+    char message [512];         //  error message of the current request
+    int64_t started_at;         //  Unix ms at START
+    uint64_t *requests;         //  per op index, then one for "?"
+    uint64_t errors [CVR_ERR_COUNT];    //  replies by error code
+    uint64_t dropped;           //  envelopes of a bad shape
+};
+
+//  --------------------------------------------------------------------------
+//  Logging
+
+static void
+s_log (cvr_server_t *self, s_level_t level, const char *format, ...)
+{
+    if (level > self->log_level)
+        return;
+    va_list args;
+    va_start (args, format);
+    char *text = zsys_vprintf (format, args);
+    va_end (args);
+    if (!text)
+        return;
+    if (level == S_ERROR)
+        zsys_error ("%s", text);
+    else
+    if (level == S_WARN)
+        zsys_warning ("%s", text);
+    else
+    if (level == S_INFO)
+        zsys_info ("%s", text);
+    else
+        zsys_debug ("%s", text);
+    free (text);
+}
+
+//  --------------------------------------------------------------------------
+//  Request fields: each getter checks presence, type and limits, and on
+//  failure sets the message and returns -1, so a handler reads all its
+//  fields and answers BAD_REQUEST with the first problem.
+
+static int
+s_bad (cvr_server_t *self, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->message, sizeof (self->message), format, args);
+    va_end (args);
+    return -1;
+}
+
+static char *
+s_keep (cvr_server_t *self, char *string)
+{
+    zlistx_add_end (self->scratch, string);
+    return string;
+}
+
+//  A string of min..max bytes without NUL; *out is NULL when absent.
+static int
+s_get_str (cvr_server_t *self, const msgpack_object *req, const char *key,
+           bool required, size_t min, size_t max, char **out)
+{
+    const msgpack_object *o = cvr_obj_get (req, key);
+    *out = NULL;
+    if (!o)
+        return required ? s_bad (self, "%s is required", key) : 0;
+    if (o->type != MSGPACK_OBJECT_STR)
+        return s_bad (self, "%s must be a string", key);
+    if (o->via.str.size < min || o->via.str.size > max)
+        return s_bad (self, "%s must be %zu to %zu bytes", key, min, max);
+    *out = cvr_obj_strdup (o);
+    if (!*out)
+        return s_bad (self, "%s must not contain NUL bytes", key);
+    s_keep (self, *out);
+    return 0;
+}
+
+static bool
+s_valid_name (const char *name)
+{
+    for (const char *p = name; *p; p++)
+        if (!isalnum ((unsigned char) *p) && !strchr ("._:@-", *p))
+            return false;
+    return true;
+}
+
+//  A name of section 2: 1 to 200 bytes of [A-Za-z0-9._:@-].
+static int
+s_get_name (cvr_server_t *self, const msgpack_object *req, const char *key,
+            bool required, char **out)
+{
+    if (s_get_str (self, req, key, required, 1, CVR_NAME_MAX, out))
+        return -1;
+    if (*out && !s_valid_name (*out))
+        return s_bad (self, "%s must be 1 to %d bytes of [A-Za-z0-9._:@-]",
+                      key, CVR_NAME_MAX);
+    return 0;
+}
+
+//  One of a fixed set of words; *out is the index, untouched when absent.
+static int
+s_get_enum (cvr_server_t *self, const msgpack_object *req, const char *key,
+            bool required, const char *const *words, int *out)
+{
+    char *value;
+    if (s_get_str (self, req, key, required, 1, 64, &value))
+        return -1;
+    if (!value)
+        return 0;
+    for (int i = 0; words [i]; i++)
+        if (streq (value, words [i])) {
+            *out = i;
+            return 0;
+        }
+    return s_bad (self, "%s: '%s' is not one of the allowed values", key, value);
+}
+
+//  An integer in [min, max]; *out is untouched when absent.
+static int
+s_get_int (cvr_server_t *self, const msgpack_object *req, const char *key,
+           bool required, int64_t min, int64_t max, int64_t *out)
+{
+    const msgpack_object *o = cvr_obj_get (req, key);
+    if (!o)
+        return required ? s_bad (self, "%s is required", key) : 0;
+    int64_t value;
+    if (cvr_obj_int (o, &value))
+        return s_bad (self, "%s must be an integer", key);
+    if (value < min || value > max)
+        return s_bad (self, "%s must be between %" PRId64 " and %" PRId64,
+                      key, min, max);
+    *out = value;
+    return 0;
+}
+
+static int
+s_get_bool (cvr_server_t *self, const msgpack_object *req, const char *key, bool *out)
+{
+    const msgpack_object *o = cvr_obj_get (req, key);
+    if (!o)
+        return 0;
+    if (o->type != MSGPACK_OBJECT_BOOLEAN)
+        return s_bad (self, "%s must be a boolean", key);
+    *out = o->via.boolean;
+    return 0;
+}
+
+//  A labels map: at most 64 string pairs, keys 1..128 bytes and unique,
+//  values 0..1024 bytes. The array and strings live until the reply.
+static int
+s_get_labels (cvr_server_t *self, const msgpack_object *req, const char *key,
+              cvr_label_t **labels, size_t *count)
+{
+    const msgpack_object *o = cvr_obj_get (req, key);
+    *labels = NULL;
+    *count = 0;
+    if (!o)
+        return 0;
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return s_bad (self, "%s must be a map of strings", key);
+    if (o->via.map.size > CVR_LABELS_MAX)
+        return s_bad (self, "%s: at most %d labels", key, CVR_LABELS_MAX);
+    if (o->via.map.size == 0)
+        return 0;
+    *labels = (cvr_label_t *) s_keep (self, (char *) zmalloc (
+        o->via.map.size * sizeof (cvr_label_t)));
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr [i].key;
+        const msgpack_object *v = &o->via.map.ptr [i].val;
+        if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_STR)
+            return s_bad (self, "%s must map strings to strings", key);
+        if (k->via.str.size < 1 || k->via.str.size > CVR_LABEL_KEY_MAX)
+            return s_bad (self, "%s: keys must be 1 to %d bytes", key, CVR_LABEL_KEY_MAX);
+        if (v->via.str.size > CVR_LABEL_VALUE_MAX)
+            return s_bad (self, "%s: values must be 0 to %d bytes", key, CVR_LABEL_VALUE_MAX);
+        char *label_key = cvr_obj_strdup (k);
+        char *label_value = cvr_obj_strdup (v);
+        if (label_key)
+            s_keep (self, label_key);
+        if (label_value)
+            s_keep (self, label_value);
+        if (!label_key || !label_value)
+            return s_bad (self, "%s must not contain NUL bytes", key);
+        for (size_t j = 0; j < *count; j++)
+            if (streq ((*labels) [j].key, label_key))
+                return s_bad (self, "%s: duplicate key '%s'", key, label_key);
+        (*labels) [(*count)++] = (cvr_label_t) { label_key, label_value };
+    }
+    return 0;
+}
+
+static const char *s_service_types [] = { "source", "transform", "sink", NULL };
+//  Healths a client may report: "unknown" is the server's to give.
+static const char *s_reported_healths [] = { "healthy", "degraded", "unhealthy", NULL };
+
+//  --------------------------------------------------------------------------
+//  Commands and events
+
+static void
+s_publish_effects (cvr_server_t *self)
+{
+    void *pub = zsock_resolve (self->pub);
+    for (size_t i = 0; i < cvr_effects_size (self->effects); i++) {
+        const char *topic = cvr_effects_topic (self->effects, i);
+        cvr_wr_t *body = cvr_effects_body (self->effects, i);
+        uint64_t seq = cvr_history_append (self->history, topic,
+                                           cvr_effects_root (self->effects, i), body);
+        //  PUB never blocks: a subscriber over its high-water mark loses
+        //  the event and recovers it with events_since.
+        zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (pub, cvr_wr_data (body), cvr_wr_size (body), ZMQ_DONTWAIT);
+        s_log (self, S_DEBUG, "event %" PRIu64 " %s", seq, topic);
+    }
+    cvr_effects_clear (self->effects);
+}
+
+//  Applies a command and publishes what it caused. The one path by which
+//  state changes.
+static cvr_err_t
+s_submit (cvr_server_t *self, const cvr_cmd_t *cmd)
+{
+    cvr_err_t rc = cvr_state_apply (self->state, cmd, self->effects);
+    if (cmd->type != CVR_CMD_HEARTBEAT || rc != CVR_OK)
+        s_log (self, rc == CVR_OK ? S_INFO : S_DEBUG, "%s %s: %s",
+               cvr_cmd_name (cmd->type),
+               cmd->service ? cmd->service->service_id : cmd->service_id,
+               rc == CVR_OK ? "done" : cvr_err_name (rc));
+    s_publish_effects (self);
+    return rc;
+}
+
+static int64_t
+s_clamp_lease (cvr_server_t *self, int64_t lease_ms)
+{
+    if (lease_ms < self->config.min_lease_ms)
+        return self->config.min_lease_ms;
+    if (lease_ms > self->config.max_lease_ms)
+        return self->config.max_lease_ms;
+    return lease_ms;
+}
+
+//  The lease deadline after a register or heartbeat: the service turns
+//  unhealthy one lease from now unless it heartbeats.
+static void
+s_arm_lease (cvr_server_t *self, const cvr_service_t *service)
+{
+    cvr_deadlines_set (self->leases, service->service_id,
+                       service->last_heartbeat_at + service->lease_ms);
+}
+
+//  Runs every lease transition that is due; costs what expires.
+static void
+s_expire_leases (cvr_server_t *self, int64_t now)
+{
+    cvr_registry_t *registry = cvr_state_registry (self->state);
+    const char *key;
+    while ((key = cvr_deadlines_due (self->leases, now))) {
+        char id [CVR_NAME_MAX + 1];
+        snprintf (id, sizeof (id), "%s", key);
+        const cvr_service_t *service = cvr_registry_lookup (registry, id);
+        if (!service) {
+            cvr_deadlines_remove (self->leases, id);
+            continue;
+        }
+        int64_t lapse_at = service->last_heartbeat_at + service->lease_ms;
+        int64_t expire_at = lapse_at + service->lease_ms;
+        cvr_cmd_t cmd = { .now = now, .service_id = id };
+        if (now >= expire_at) {
+            cmd.type = CVR_CMD_EXPIRE;
+            cvr_deadlines_remove (self->leases, id);
+            s_submit (self, &cmd);
+        }
+        else
+        if (now >= lapse_at) {
+            if (service->health != CVR_HEALTH_UNHEALTHY) {
+                cmd.type = CVR_CMD_LAPSE;
+                s_submit (self, &cmd);
+            }
+            cvr_deadlines_set (self->leases, id, expire_at);
+        }
+        else
+            cvr_deadlines_set (self->leases, id, lapse_at);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Operations: each reads its fields, then acts; 0 or an error code.
+
+static cvr_err_t
+s_op_hello (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    cvr_wr_kstr (reply, "server", "conveyord");
+    cvr_wr_kstr (reply, "version", CVR_VERSION_STRING);
+    cvr_wr_kint (reply, "protocol", 1);
+    cvr_wr_kstr (reply, "node_id", self->node_id);
+    cvr_wr_kstr (reply, "events_endpoint", self->events_endpoint);
+    cvr_wr_kuint (reply, "seq", cvr_history_seq (self->history));
+    cvr_wr_kstr (reply, "leader", NULL);
+    cvr_wr_kint (reply, "lease_ms", self->config.lease_ms);
+    cvr_wr_kint (reply, "session_timeout_ms", self->config.session_timeout_ms);
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_register (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    cvr_service_t spec = { .weight = 100, .lease_ms = self->config.lease_ms };
+    int type = 0;
+    if (s_get_name (self, req, "service_id", true, &spec.service_id)
+    ||  s_get_name (self, req, "service_name", true, &spec.service_name)
+    ||  s_get_enum (self, req, "service_type", true, s_service_types, &type)
+    ||  s_get_str (self, req, "endpoint", true, 1, CVR_ENDPOINT_MAX, &spec.endpoint)
+    ||  s_get_labels (self, req, "labels", &spec.labels, &spec.labels_count)
+    ||  s_get_name (self, req, "group_id", false, &spec.group_id)
+    ||  s_get_int (self, req, "lease_ms", false, 1, INT64_MAX, &spec.lease_ms)
+    ||  s_get_int (self, req, "weight", false, 0, 1000000, &spec.weight))
+        return CVR_BAD_REQUEST;
+    spec.service_type = (char *) s_service_types [type];
+    spec.lease_ms = s_clamp_lease (self, spec.lease_ms);
+    cvr_cmd_t cmd = { .type = CVR_CMD_REGISTER, .now = zclock_time (), .service = &spec };
+    cvr_err_t rc = s_submit (self, &cmd);
+    if (rc == CVR_LIMIT_EXCEEDED)
+        snprintf (self->message, sizeof (self->message),
+                  "the server holds its maximum of %" PRId64 " services",
+                  self->config.max_services);
+    if (rc)
+        return rc;
+    const cvr_service_t *service = cvr_registry_lookup (
+        cvr_state_registry (self->state), spec.service_id);
+    s_arm_lease (self, service);
+    cvr_wr_kint (reply, "lease_ms", service->lease_ms);
+    cvr_wr_str (reply, "service");
+    cvr_proto_write_service (reply, service);
+    return CVR_OK;
+}
+
+//  Looks up the service named by the request's service_id; NOT_FOUND with
+//  a message when absent.
+static cvr_err_t
+s_find_service (cvr_server_t *self, const char *service_id,
+                const cvr_service_t **service)
+{
+    *service = cvr_registry_lookup (cvr_state_registry (self->state), service_id);
+    if (*service)
+        return CVR_OK;
+    snprintf (self->message, sizeof (self->message),
+              "no service '%s' is registered", service_id);
+    return CVR_NOT_FOUND;
+}
+
+static cvr_err_t
+s_op_heartbeat (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *service_id;
+    int health = CVR_HEALTH_HEALTHY;
+    if (s_get_name (self, req, "service_id", true, &service_id)
+    ||  s_get_enum (self, req, "health", false, s_reported_healths, &health))
+        return CVR_BAD_REQUEST;
+    const cvr_service_t *service;
+    cvr_err_t rc = s_find_service (self, service_id, &service);
+    if (rc)
+        return rc;
+    int64_t now = zclock_time ();
+    if (service->health != (cvr_health_t) health) {
+        //  A change of health is state; a plain keepalive is not.
+        cvr_cmd_t cmd = { .type = CVR_CMD_HEARTBEAT, .now = now,
+                          .service_id = service_id, .health = (cvr_health_t) health };
+        if ((rc = s_submit (self, &cmd)))
+            return rc;
+    }
+    else
+        cvr_registry_touch (cvr_state_registry (self->state), service_id, now);
+    s_arm_lease (self, service);
+    cvr_wr_kint (reply, "lease_ms", service->lease_ms);
+    cvr_wr_kstr (reply, "health", cvr_health_name (service->health));
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_deregister (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *service_id;
+    if (s_get_name (self, req, "service_id", true, &service_id))
+        return CVR_BAD_REQUEST;
+    const cvr_service_t *service;
+    cvr_err_t rc = s_find_service (self, service_id, &service);
+    if (rc)
+        return rc;
+    cvr_cmd_t cmd = { .type = CVR_CMD_DEREGISTER, .now = zclock_time (),
+                      .service_id = service_id };
+    if ((rc = s_submit (self, &cmd)))
+        return rc;
+    cvr_deadlines_remove (self->leases, service_id);
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_get_service (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *service_id;
+    if (s_get_name (self, req, "service_id", true, &service_id))
+        return CVR_BAD_REQUEST;
+    const cvr_service_t *service;
+    cvr_err_t rc = s_find_service (self, service_id, &service);
+    if (rc)
+        return rc;
+    cvr_wr_str (reply, "service");
+    cvr_proto_write_service (reply, service);
+    cvr_wr_kuint (reply, "seq", cvr_history_seq (self->history));
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_list_services (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    cvr_service_filter_t filter = { 0 };
+    cvr_label_t *labels;
+    int type = -1;
+    if (s_get_name (self, req, "service_name", false, (char **) &filter.service_name)
+    ||  s_get_enum (self, req, "service_type", false, s_service_types, &type)
+    ||  s_get_name (self, req, "group_id", false, (char **) &filter.group_id)
+    ||  s_get_labels (self, req, "labels", &labels, &filter.labels_count)
+    ||  s_get_bool (self, req, "healthy_only", &filter.healthy_only))
+        return CVR_BAD_REQUEST;
+    filter.labels = labels;
+    filter.service_type = type >= 0 ? s_service_types [type] : NULL;
+    size_t count;
+    const cvr_service_t **found = cvr_registry_query (
+        cvr_state_registry (self->state), &filter, &count);
+    cvr_wr_str (reply, "services");
+    cvr_wr_array (reply);
+    for (size_t i = 0; i < count; i++)
+        cvr_proto_write_service (reply, found [i]);
+    cvr_wr_close (reply);
+    free (found);
+    cvr_wr_kuint (reply, "seq", cvr_history_seq (self->history));
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_events_since (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    int64_t since = 0, limit = 1000;
+    char *prefix;
+    if (s_get_int (self, req, "since", true, 0, INT64_MAX, &since)
+    ||  s_get_str (self, req, "prefix", false, 0, CVR_PREFIX_MAX, &prefix)
+    ||  s_get_int (self, req, "limit", false, 1, 10000, &limit))
+        return CVR_BAD_REQUEST;
+    cvr_err_t rc = cvr_history_since (self->history, (uint64_t) since, prefix,
+                                      (size_t) limit, reply);
+    if (rc == CVR_COMPACTED)
+        snprintf (self->message, sizeof (self->message),
+                  "events after %" PRId64 " are no longer kept; the oldest is %" PRIu64
+                  ": re-read the state", since, cvr_history_oldest (self->history));
+    return rc;
+}
+
+static void
+s_write_counts (cvr_wr_t *reply, const char *key, const char *const *names,
+                const uint64_t *counts, size_t size)
+{
+    cvr_wr_str (reply, key);
+    cvr_wr_map (reply);
+    for (size_t i = 0; i < size; i++)
+        if (counts [i])
+            cvr_wr_kuint (reply, names [i], counts [i]);
+    cvr_wr_close (reply);
+}
+
+static cvr_err_t
+s_op_stats (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    cvr_registry_t *registry = cvr_state_registry (self->state);
+    cvr_wr_kint (reply, "uptime_ms", zclock_time () - self->started_at);
+    cvr_wr_kuint (reply, "seq", cvr_history_seq (self->history));
+    cvr_wr_kuint (reply, "services", cvr_registry_size (registry));
+    cvr_wr_kuint (reply, "groups", 0);
+    cvr_wr_kuint (reply, "members", 0);
+    cvr_wr_kuint (reply, "topics", 0);
+    const char *op_names [s_ops_count + 1];
+    for (size_t i = 0; i < s_ops_count; i++)
+        op_names [i] = s_ops [i].op;
+    op_names [s_ops_count] = "?";
+    s_write_counts (reply, "requests", op_names, self->requests, s_ops_count + 1);
+    const char *code_names [CVR_ERR_COUNT];
+    for (int code = 0; code < CVR_ERR_COUNT; code++)
+        code_names [code] = cvr_err_name ((cvr_err_t) code);
+    s_write_counts (reply, "errors", code_names + 1, self->errors + 1, CVR_TIMEOUT - 1);
+    cvr_wr_kuint (reply, "dropped", self->dropped);
+    cvr_wr_kuint (reply, "rebalances", 0);
+    cvr_wr_kuint (reply, "expired", cvr_registry_expired (registry));
+    cvr_wr_kuint (reply, "members_expired", 0);
+    cvr_wr_kuint (reply, "events_published", cvr_history_seq (self->history));
+    return CVR_OK;
+}
+
+static const s_op_t s_ops [] = {
+    { "hello", s_op_hello },
+    { "register", s_op_register },
+    { "heartbeat", s_op_heartbeat },
+    { "deregister", s_op_deregister },
+    { "get_service", s_op_get_service },
+    { "list_services", s_op_list_services },
+    { "events_since", s_op_events_since },
+    { "stats", s_op_stats },
+};
+static const size_t s_ops_count = sizeof (s_ops) / sizeof (s_ops [0]);
+
+//  --------------------------------------------------------------------------
+//  Requests
+
+//  Checks a body in the order of protocol section 2 and runs its handler.
+//  Writes the whole reply into self->reply.
+static void
+s_handle_body (cvr_server_t *self, zframe_t *body)
+{
+    cvr_wr_t *reply = self->reply;
+    cvr_msg_t *msg = NULL;
+    const msgpack_object *req = NULL, *rid = NULL, *op = NULL;
+    const s_op_t *entry = NULL;
+    cvr_err_t rc = CVR_OK;
+    self->message [0] = 0;
+
+    if (zframe_size (body) > (size_t) self->config.max_message_bytes) {
+        rc = CVR_LIMIT_EXCEEDED;
+        snprintf (self->message, sizeof (self->message),
+                  "body of %zu bytes is over the limit of %" PRId64,
+                  zframe_size (body), self->config.max_message_bytes);
+    }
+    else
+    if (!(msg = cvr_msg_decode (zframe_data (body), zframe_size (body)))
+    ||  cvr_msg_root (msg)->type != MSGPACK_OBJECT_MAP) {
+        rc = CVR_BAD_REQUEST;
+        snprintf (self->message, sizeof (self->message),
+                  "the body must be one MessagePack map");
+    }
+    else {
+        req = cvr_msg_root (msg);
+        rid = cvr_obj_get (req, "rid");
+        op = cvr_obj_get (req, "op");
+        int64_t version = 1;
+        if (!cvr_obj_is_str_map (req))
+            rc = CVR_BAD_REQUEST, s_bad (self, "every key of the body must be a string");
+        else
+        if (!op || op->type != MSGPACK_OBJECT_STR)
+            rc = CVR_BAD_REQUEST, s_bad (self, "op is required and must be a string");
+        else
+        if (s_get_int (self, req, "v", false, 1, INT64_MAX, &version))
+            rc = CVR_BAD_REQUEST, s_bad (self, "v must be an integer >= 1");
+        else
+        if (version > 1)
+            rc = CVR_UNSUPPORTED_VERSION,
+            s_bad (self, "protocol version %" PRId64 " is not supported; this server speaks 1",
+                   version);
+        for (size_t i = 0; op && op->type == MSGPACK_OBJECT_STR && i < s_ops_count; i++)
+            if (cvr_obj_streq (op, s_ops [i].op))
+                entry = &s_ops [i];
+        if (rc == CVR_OK && !entry) {
+            rc = CVR_UNKNOWN_OP;
+            s_bad (self, "unknown op '%.*s'", (int) (op->via.str.size > 64 ? 64 : op->via.str.size),
+                   op->via.str.ptr);
+        }
+    }
+    self->requests [entry ? (size_t) (entry - s_ops) : s_ops_count]++;
+
+    cvr_wr_reset (reply);
+    cvr_wr_map (reply);
+    cvr_wr_kbool (reply, "ok", true);
+    if (rid) {
+        cvr_wr_str (reply, "rid");
+        cvr_wr_obj (reply, rid);
+    }
+    if (rc == CVR_OK) {
+        rc = entry->handler (self, req, reply);
+        if (rc == CVR_BAD_REQUEST && !self->message [0])
+            s_bad (self, "bad request");
+    }
+    if (rc != CVR_OK) {
+        self->errors [rc]++;
+        s_log (self, S_DEBUG, "request %s failed: %s: %s",
+               entry ? entry->op : "?", cvr_err_name (rc), self->message);
+        cvr_wr_reset (reply);
+        cvr_wr_map (reply);
+        cvr_wr_kbool (reply, "ok", false);
+        if (rid) {
+            cvr_wr_str (reply, "rid");
+            cvr_wr_obj (reply, rid);
+        }
+        cvr_wr_kstr (reply, "error", cvr_err_name (rc));
+        cvr_wr_kstr (reply, "message", self->message);
+        if (rc == CVR_COMPACTED)
+            cvr_wr_kuint (reply, "oldest", cvr_history_oldest (self->history));
+    }
+    cvr_wr_close (reply);
+    zlistx_purge (self->scratch);
+    cvr_msg_destroy (&msg);
+}
+
+//  One envelope off the ROUTER: [identity, body] from a DEALER or
+//  [identity, "", body] from a REQ; any other shape is dropped.
+static void
+s_handle_message (cvr_server_t *self, zmsg_t *msg)
+{
+    size_t frames = zmsg_size (msg);
+    zframe_t *identity = zmsg_pop (msg);
+    zframe_t *delimiter = frames == 3 ? zmsg_pop (msg) : NULL;
+    zframe_t *body = zmsg_pop (msg);
+    if ((frames != 2 && frames != 3) || (delimiter && zframe_size (delimiter) != 0)) {
+        self->dropped++;
+        s_log (self, S_DEBUG, "dropped an envelope of %zu frames", frames);
+    }
+    else {
+        s_handle_body (self, body);
+        zmsg_t *out = zmsg_new ();
+        zmsg_append (out, &identity);
+        if (delimiter)
+            zmsg_append (out, &delimiter);
+        zmsg_addmem (out, cvr_wr_data (self->reply), cvr_wr_size (self->reply));
+        //  ROUTER drops a reply to a peer that is gone or over its
+        //  high-water mark; it never blocks the loop.
+        zmsg_send (&out, self->router);
+    }
+    zframe_destroy (&identity);
+    zframe_destroy (&delimiter);
+    zframe_destroy (&body);
+}
+
+static int
+s_on_router (zloop_t *loop, zsock_t *router, void *arg)
+{
+    cvr_server_t *self = (cvr_server_t *) arg;
+    //  Drain what is ready (bounded, so the timers still run under load).
+    for (int n = 0; n < CVR_DRAIN_MAX && (zsock_events (router) & ZMQ_POLLIN); n++) {
+        zmsg_t *msg = zmsg_recv (router);
+        if (!msg)
+            break;
+        s_handle_message (self, msg);
+        zmsg_destroy (&msg);
+    }
+    return 0;
+}
+
+static int
+s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    s_expire_leases ((cvr_server_t *) arg, zclock_time ());
+    return 0;
+}
+
+static int
+s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
+{
+    cvr_server_t *self = (cvr_server_t *) arg;
+    cvr_wr_t *body = self->reply;
+    cvr_wr_reset (body);
+    cvr_wr_map (body);
+    cvr_wr_kstr (body, "type", "heartbeat");
+    cvr_wr_kint (body, "at", zclock_time ());
+    cvr_wr_kuint (body, "seq", cvr_history_seq (self->history));
+    cvr_wr_kstr (body, "node_id", self->node_id);
+    cvr_wr_close (body);
+    void *pub = zsock_resolve (self->pub);
+    zmq_send (pub, "sys/heartbeat", 13, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (pub, cvr_wr_data (body), cvr_wr_size (body), ZMQ_DONTWAIT);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  The pipe
+
+static int
+s_set_option (cvr_server_t *self, const char *name, const char *value)
+{
+    if (streq (name, "log-level")) {
+        const char *levels [] = { "error", "warn", "info", "debug" };
+        for (int i = 0; i < 4; i++)
+            if (streq (value, levels [i])) {
+                self->log_level = (s_level_t) i;
+                return 0;
+            }
+        return s_bad (self, "--log-level must be error, warn, info or debug, not '%s'", value);
+    }
+    if (streq (name, "listen") || streq (name, "publish")) {
+        char **target = streq (name, "listen") ? &self->listen : &self->publish;
+        zstr_free (target);
+        *target = strdup (value);
+        return 0;
+    }
+    if (streq (name, "data-dir"))
+        return s_bad (self, "--data-dir: durable state is not available in this "
+                      "version; the daemon keeps its state in memory");
+    for (size_t i = 0; i < S_OPTIONS; i++) {
+        if (!streq (name, s_options [i].name))
+            continue;
+        char *end;
+        errno = 0;
+        long long number = strtoll (value, &end, 10);
+        if (errno || end == value || *end || number < s_options [i].min
+        ||  number > s_options [i].max)
+            return s_bad (self, "--%s must be an integer from %" PRId64 " to %" PRId64
+                          ", not '%s'", name, s_options [i].min, s_options [i].max, value);
+        *(int64_t *) ((char *) &self->config + s_options [i].offset) = number;
+        return 0;
+    }
+    return s_bad (self, "unknown option '%s'", name);
+}
+
+static int
+s_bind (cvr_server_t *self, zsock_t *sock, const char *endpoint, const char *what)
+{
+    if (zsock_bind (sock, "%s", endpoint) == -1)
+        return s_bad (self, "cannot bind the %s socket to %s: %s", what, endpoint,
+                      zmq_strerror (zmq_errno ()));
+    return 0;
+}
+
+static int
+s_start (cvr_server_t *self)
+{
+    if (self->router)
+        return s_bad (self, "already started");
+    s_config_t *config = &self->config;
+    if (config->min_lease_ms > config->max_lease_ms)
+        return s_bad (self, "--min-lease-ms (%" PRId64 ") is above --max-lease-ms (%" PRId64 ")",
+                      config->min_lease_ms, config->max_lease_ms);
+    self->router = zsock_new (ZMQ_ROUTER);
+    self->pub = zsock_new (ZMQ_PUB);
+    //  The transport cuts off a peer far over the limit; between the two
+    //  the server answers LIMIT_EXCEEDED without decoding.
+    zsock_set_maxmsgsize (self->router, (int) (config->max_message_bytes * 16 > INT32_MAX
+                                               ? INT32_MAX : config->max_message_bytes * 16));
+    zsock_set_linger (self->router, 0);
+    zsock_set_linger (self->pub, 0);
+    zsock_set_sndhwm (self->pub, 100000);
+    if (s_bind (self, self->router, self->listen, "request")
+    ||  s_bind (self, self->pub, self->publish, "event")) {
+        zsock_destroy (&self->router);
+        zsock_destroy (&self->pub);
+        return -1;
+    }
+    self->events_endpoint = zsock_last_endpoint (self->pub);
+    cvr_state_limits_t limits = { .max_services = (size_t) config->max_services };
+    self->state = cvr_state_new (&limits);
+    self->history = cvr_history_new ((size_t) config->history);
+    self->started_at = zclock_time ();
+    zloop_reader (self->loop, self->router, s_on_router, self);
+    zloop_timer (self->loop, CVR_TICK_MS, 0, s_on_tick, self);
+    zloop_timer (self->loop, 1000, 0, s_on_heartbeat, self);
+    char *requests = zsock_last_endpoint (self->router);
+    s_log (self, S_INFO, "%s: serving requests on %s, events on %s", self->node_id,
+           requests, self->events_endpoint);
+    zstr_free (&requests);
+    return 0;
+}
+
+static int
+s_port (zsock_t *sock)
+{
+    char *endpoint = sock ? zsock_last_endpoint (sock) : NULL;
+    char *colon = endpoint ? strrchr (endpoint, ':') : NULL;
+    int port = colon ? atoi (colon + 1) : -1;
+    zstr_free (&endpoint);
+    return port;
+}
+
+static int
+s_on_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    cvr_server_t *self = (cvr_server_t *) arg;
+    zmsg_t *msg = zmsg_recv (pipe);
+    if (!msg)
+        return -1;
+    char *command = zmsg_popstr (msg);
+    char *first = zmsg_popstr (msg);
+    char *second = zmsg_popstr (msg);
+    int rc = 0, status = 0;
+    self->message [0] = 0;
+    if (!command || streq (command, "$TERM"))
+        rc = -1;
+    else
+    if (streq (command, "BIND") && first)
+        status = s_set_option (self, "listen", first);
+    else
+    if (streq (command, "PUBLISH") && first)
+        status = s_set_option (self, "publish", first);
+    else
+    if (streq (command, "SET") && first && second)
+        status = s_set_option (self, first, second);
+    else
+    if (streq (command, "START"))
+        status = s_start (self);
+    else
+    if (streq (command, "PORT"))
+        zsock_send (pipe, "sii", "PORT", s_port (self->router), s_port (self->pub));
+    else
+    if (streq (command, "ENDPOINTS")) {
+        char *requests = self->router ? zsock_last_endpoint (self->router) : NULL;
+        zstr_sendx (pipe, requests ? requests : "", self->events_endpoint
+                    ? self->events_endpoint : "", NULL);
+        zstr_free (&requests);
+    }
+    else
+        status = s_bad (self, "unknown or incomplete command '%s'", command);
+    if (rc == 0 && command && (streq (command, "BIND") || streq (command, "PUBLISH")
+    ||  streq (command, "SET") || streq (command, "START") || status))
+        zstr_sendf (pipe, status ? "-1 %s" : "0", self->message);
+    zstr_free (&command);
+    zstr_free (&first);
+    zstr_free (&second);
+    zmsg_destroy (&msg);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  The actor
+
+static cvr_server_t *
+s_server_new (zsock_t *pipe, const char *node_id)
+{
+    cvr_server_t *self = (cvr_server_t *) zmalloc (sizeof (cvr_server_t));
+    self->pipe = pipe;
+    self->node_id = strdup (node_id ? node_id : "conveyord");
+    self->listen = strdup ("tcp://127.0.0.1:7400");
+    self->publish = strdup ("tcp://127.0.0.1:7401");
+    self->config = (s_config_t) {
+        .lease_ms = 30000, .min_lease_ms = 1000, .max_lease_ms = 600000,
+        .session_timeout_ms = 30000, .default_partitions = 12, .history = 65536,
+        .max_message_bytes = 1048576, .max_services = 1000000,
+        .max_groups = 100000, .max_members = 100000
+    };
+    self->log_level = S_INFO;
+    self->leases = cvr_deadlines_new ();
+    self->effects = cvr_effects_new ();
+    self->reply = cvr_wr_new ();
+    self->scratch = zlistx_new ();
+    zlistx_set_destructor (self->scratch, (zlistx_destructor_fn *) zstr_free);
+    self->requests = (uint64_t *) zmalloc ((s_ops_count + 1) * sizeof (uint64_t));
+    self->loop = zloop_new ();
+    //  Only $TERM stops the server; the daemon decides what a signal means.
+    zloop_set_nonstop (self->loop, true);
+    zloop_reader (self->loop, pipe, s_on_pipe, self);
+    return self;
+}
+
+static void
+s_server_destroy (cvr_server_t **self_p)
+{
+    cvr_server_t *self = *self_p;
+    zloop_destroy (&self->loop);
+    zsock_destroy (&self->router);
+    zsock_destroy (&self->pub);
+    cvr_state_destroy (&self->state);
+    cvr_history_destroy (&self->history);
+    cvr_deadlines_destroy (&self->leases);
+    cvr_effects_destroy (&self->effects);
+    cvr_wr_destroy (&self->reply);
+    zlistx_destroy (&self->scratch);
+    free (self->requests);
+    free (self->node_id);
+    free (self->listen);
+    free (self->publish);
+    free (self->events_endpoint);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+cvr_server (zsock_t *pipe, void *args)
+{
+    cvr_server_t *self = s_server_new (pipe, (const char *) args);
+    zsock_signal (pipe, 0);
+    zloop_start (self->loop);
+    s_server_destroy (&self);
+}

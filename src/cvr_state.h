@@ -1,0 +1,56 @@
+/*  cvr_state.h: the whole coordinator state, changed only by commands.
+
+    No sockets and no clock. cvr_state_apply is deterministic: the same
+    commands in the same order give the same state and the same events,
+    which is what lets a log (and later a Raft log) carry them. Whoever
+    proposes a command stamps `now` into it.
+
+    Reads (lookups, queries) go straight to the parts: cvr_state_registry.
+*/
+#ifndef CVR_STATE_H_INCLUDED
+#define CVR_STATE_H_INCLUDED
+
+#include "cvr_registry.h"
+
+typedef enum {
+    CVR_CMD_REGISTER = 1,       //  service: upsert
+    CVR_CMD_HEARTBEAT,          //  service_id, health: a heartbeat that changes health
+    CVR_CMD_LAPSE,              //  service_id: one lease without heartbeat: unhealthy
+    CVR_CMD_DEREGISTER,         //  service_id
+    CVR_CMD_EXPIRE              //  service_id: two leases without heartbeat: removed
+} cvr_cmd_type_t;
+
+//  One command. Pointers are borrowed for the call.
+typedef struct {
+    cvr_cmd_type_t type;
+    int64_t now;                    //  the proposer's clock, Unix ms
+    const char *service_id;
+    cvr_health_t health;
+    const cvr_service_t *service;   //  CVR_CMD_REGISTER
+} cvr_cmd_t;
+
+typedef struct {
+    size_t max_services;
+} cvr_state_limits_t;
+
+typedef struct _cvr_state_t cvr_state_t;
+
+cvr_state_t *
+    cvr_state_new (const cvr_state_limits_t *limits);
+void
+    cvr_state_destroy (cvr_state_t **self_p);
+
+//  Applies one command, appending the events it causes to effects.
+//  Returns CVR_OK, or the state error (nothing changed then).
+cvr_err_t
+    cvr_state_apply (cvr_state_t *self, const cvr_cmd_t *cmd, cvr_effects_t *effects);
+
+//  The registry, for reads and soft-state touches. Borrowed.
+cvr_registry_t *
+    cvr_state_registry (cvr_state_t *self);
+
+//  The name of a command type, for logs.
+const char *
+    cvr_cmd_name (cvr_cmd_type_t type);
+
+#endif
