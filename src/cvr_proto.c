@@ -3,6 +3,8 @@
 
 struct _cvr_msg_t {
     msgpack_unpacked unpacked;      //  the decoded tree and its zone
+    char *data;                     //  copy of the input: msgpack-c's strings
+                                    //  point into it rather than copy
 };
 
 typedef struct {
@@ -128,8 +130,11 @@ cvr_msg_decode (const void *data, size_t size)
         return NULL;
     cvr_msg_t *self = (cvr_msg_t *) zmalloc (sizeof (cvr_msg_t));
     msgpack_unpacked_init (&self->unpacked);
+    self->data = (char *) malloc (size);
+    assert (self->data);
+    memcpy (self->data, data, size);
     size_t offset = 0;
-    if (msgpack_unpack_next (&self->unpacked, (const char *) data, size, &offset)
+    if (msgpack_unpack_next (&self->unpacked, self->data, size, &offset)
             != MSGPACK_UNPACK_SUCCESS
     ||  offset != size)
         cvr_msg_destroy (&self);
@@ -142,6 +147,7 @@ cvr_msg_destroy (cvr_msg_t **self_p)
     if (!self_p || !*self_p)
         return;
     msgpack_unpacked_destroy (&(*self_p)->unpacked);
+    free ((*self_p)->data);
     free (*self_p);
     *self_p = NULL;
 }

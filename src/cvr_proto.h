@@ -28,7 +28,8 @@ int
     cvr_proto_check (const void *data, size_t size);
 
 //  Decodes one msgpack object; NULL unless cvr_proto_check passes.
-//  Caller owns the result.
+//  The message keeps its own copy of the bytes, so the input may be freed
+//  at once. Caller owns the result.
 cvr_msg_t *
     cvr_msg_decode (const void *data, size_t size);
 
