@@ -135,6 +135,19 @@ s_bad (cvr_server_t *self, const char *format, ...)
     return -1;
 }
 
+//  A client's bytes made fit to quote in a message: printable ASCII only
+//  (a reply must stay valid UTF-8 whatever was sent), cut to the buffer.
+static const char *
+s_printable (char *buffer, size_t size, const char *bytes, size_t len)
+{
+    if (len > size - 1)
+        len = size - 1;
+    for (size_t i = 0; i < len; i++)
+        buffer [i] = isprint ((unsigned char) bytes [i]) ? bytes [i] : '?';
+    buffer [len] = 0;
+    return buffer;
+}
+
 static char *
 s_keep (cvr_server_t *self, char *string)
 {
@@ -199,7 +212,12 @@ s_get_enum (cvr_server_t *self, const msgpack_object *req, const char *key,
             *out = i;
             return 0;
         }
-    return s_bad (self, "%s: '%s' is not one of the allowed values", key, value);
+    char quoted [65], allowed [128] = "";
+    for (int i = 0; words [i]; i++)
+        snprintf (allowed + strlen (allowed), sizeof (allowed) - strlen (allowed),
+                  "%s%s", i ? ", " : "", words [i]);
+    return s_bad (self, "%s: '%s' is not one of %s", key,
+                  s_printable (quoted, sizeof (quoted), value, strlen (value)), allowed);
 }
 
 //  An integer in [min, max]; *out is untouched when absent.
@@ -270,7 +288,12 @@ s_get_labels (cvr_server_t *self, const msgpack_object *req, const char *key,
             return s_bad (self, "%s must not contain NUL bytes", key);
         for (size_t j = 0; j < *count; j++)
             if (streq ((*labels) [j].key, label_key))
-                return s_bad (self, "%s: duplicate key '%s'", key, label_key);
+            {
+                char quoted [65];
+                return s_bad (self, "%s: duplicate key '%s'", key,
+                              s_printable (quoted, sizeof (quoted), label_key,
+                                           strlen (label_key)));
+            }
         (*labels) [(*count)++] = (cvr_label_t) { label_key, label_value };
     }
     return 0;
@@ -643,9 +666,10 @@ s_handle_body (cvr_server_t *self, zframe_t *body)
             if (cvr_obj_streq (op, s_ops [i].op))
                 entry = &s_ops [i];
         if (rc == CVR_OK && !entry) {
+            char name [65];
             rc = CVR_UNKNOWN_OP;
-            s_bad (self, "unknown op '%.*s'", (int) (op->via.str.size > 64 ? 64 : op->via.str.size),
-                   op->via.str.ptr);
+            s_bad (self, "unknown op '%s'", s_printable (name, sizeof (name),
+                   op->via.str.ptr, op->via.str.size));
         }
     }
     self->requests [entry ? (size_t) (entry - s_ops) : s_ops_count]++;
