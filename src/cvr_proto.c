@@ -36,7 +36,8 @@ s_be (const uint8_t *p, size_t n)
 
 //  Reads the header at data [*pos], advancing past the header and any
 //  payload; sets *children to the number of nested values that follow.
-//  Returns -1 if the input ends early or the byte is not valid msgpack.
+//  Returns 1 for a container (even an empty one), 0 for a scalar, -1 if
+//  the input ends early or the byte is not valid msgpack.
 static int
 s_skip_header (const uint8_t *data, size_t size, size_t *pos, uint64_t *children)
 {
@@ -47,8 +48,8 @@ s_skip_header (const uint8_t *data, size_t size, size_t *pos, uint64_t *children
     *children = 0;
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
         return 0;
-    if (b >= 0x80 && b <= 0x8f) { *children = 2 * (uint64_t) (b & 0x0f); return 0; }
-    if (b >= 0x90 && b <= 0x9f) { *children = b & 0x0f; return 0; }
+    if (b >= 0x80 && b <= 0x8f) { *children = 2 * (uint64_t) (b & 0x0f); return 1; }
+    if (b >= 0x90 && b <= 0x9f) { *children = b & 0x0f; return 1; }
     if (b >= 0xa0 && b <= 0xbf) len = b & 0x1f;
     else
     switch (b) {
@@ -76,7 +77,7 @@ s_skip_header (const uint8_t *data, size_t size, size_t *pos, uint64_t *children
             uint64_t count = s_be (data + *pos, n);
             *pos += n;
             *children = b >= 0xde ? 2 * count : count;
-            return 0;
+            return 1;
         }
         default:
             return -1;                                      //  0xc1
@@ -109,12 +110,14 @@ cvr_proto_check (const void *data, size_t size)
         if (pos >= size)
             return -1;
         uint64_t children;
-        if (s_skip_header (bytes, size, &pos, &children))
+        int kind = s_skip_header (bytes, size, &pos, &children);
+        if (kind < 0)
             return -1;
         remaining [depth]--;
-        if (children) {
+        if (kind == 1) {
             //  Every value takes a byte at least: a count above what is
             //  left is a lie, refused before anyone allocates for it.
+            //  Depth counts containers, empty ones included.
             if (children > size - pos || depth == CVR_PROTO_MAX_DEPTH)
                 return -1;
             remaining [++depth] = children;

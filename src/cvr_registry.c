@@ -127,7 +127,8 @@ cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
         return CVR_LIMIT_EXCEEDED;
 
     cvr_service_t *service = cvr_service_dup (spec);
-    qsort (service->labels, service->labels_count, sizeof (cvr_label_t), s_cmp_label);
+    if (service->labels_count)
+        qsort (service->labels, service->labels_count, sizeof (cvr_label_t), s_cmp_label);
     service->health = CVR_HEALTH_HEALTHY;
     service->last_heartbeat_at = now;
     service->registered_at = old ? old->registered_at : now;

@@ -10,6 +10,7 @@
 #ifndef CVR_WATCH_H_INCLUDED
 #define CVR_WATCH_H_INCLUDED
 
+#include <czmq.h>
 #include "cvr_client.h"
 
 #ifdef __cplusplus

@@ -1,0 +1,768 @@
+/*  cvr_client.c: synchronous client for the registry operations.
+
+    Every operation builds its request map, hands it to cvr_client_call
+    (the one path that sends, matches the reply by rid and turns a failure
+    into a code and a message), then reads its results from the reply.
+*/
+#include <czmq.h>
+#include "conveyor/cvr_client.h"
+#include "cvr_client_internal.h"
+
+#define CVR_CLIENT_TIMEOUT_DEFAULT 5000
+
+struct _cvr_client_t {
+    zsock_t *dealer;            //  the request socket; pipelining is not used
+    char *endpoint;             //  request endpoint as given, for messages
+    int timeout_ms;             //  bound of each call
+    uint64_t rid;               //  rid of the latest request: replies with
+                                //  another one are late answers to calls
+                                //  that already timed out
+    cvr_wr_t *writer;           //  the request being built, reused by calls
+    cvr_err_t error;            //  outcome of the last call
+    char *message;              //  its message; "" after a success
+    uint64_t oldest;            //  `oldest` of the last COMPACTED reply
+    char *events_endpoint;      //  from hello, wildcard resolved; NULL until
+                                //  first asked for
+};
+
+//  --------------------------------------------------------------------------
+//  Outcome of the last call
+
+static void
+s_set_error (cvr_client_t *self, cvr_err_t code, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    char *message = zsys_vprintf (format, args);
+    va_end (args);
+    free (self->message);
+    self->message = message ? message : strdup ("");
+    self->error = code;
+}
+
+static void
+s_set_ok (cvr_client_t *self)
+{
+    if (*self->message) {
+        free (self->message);
+        self->message = strdup ("");
+    }
+    self->error = CVR_OK;
+    self->oldest = 0;
+}
+
+//  A reply that lacks a result the operation promises.
+static cvr_err_t
+s_bad_reply (cvr_client_t *self, const char *op, const char *what)
+{
+    s_set_error (self, CVR_PROTOCOL, "%s reply from %s has no valid %s",
+                 op, self->endpoint, what);
+    return CVR_PROTOCOL;
+}
+
+//  --------------------------------------------------------------------------
+//  Construction
+
+cvr_client_t *
+cvr_client_new (const char *endpoint, int timeout_ms)
+{
+    if (!endpoint || !*endpoint)
+        return NULL;
+    cvr_client_t *self = (cvr_client_t *) zmalloc (sizeof (cvr_client_t));
+    self->endpoint = strdup (endpoint);
+    self->timeout_ms = timeout_ms > 0 ? timeout_ms : CVR_CLIENT_TIMEOUT_DEFAULT;
+    self->writer = cvr_wr_new ();
+    self->message = strdup ("");
+    //  Options go before connect: they apply to the connection it makes.
+    self->dealer = zsock_new (ZMQ_DEALER);
+    if (self->dealer) {
+        //  Unanswered requests are worthless once the client is gone, and
+        //  destroy (or process exit) must not wait for a dead server.
+        zsock_set_linger (self->dealer, 0);
+        //  Queue nothing while disconnected: a request that timed out must
+        //  not reach a server that comes back later and act then.
+        zsock_set_immediate (self->dealer, 1);
+        if (zsock_connect (self->dealer, "%s", endpoint))
+            zsock_destroy (&self->dealer);
+    }
+    if (!self->dealer)
+        cvr_client_destroy (&self);
+    return self;
+}
+
+void
+cvr_client_destroy (cvr_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_client_t *self = *self_p;
+    zsock_destroy (&self->dealer);
+    cvr_wr_destroy (&self->writer);
+    free (self->endpoint);
+    free (self->message);
+    free (self->events_endpoint);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+cvr_client_set_timeout (cvr_client_t *self, int timeout_ms)
+{
+    assert (self);
+    self->timeout_ms = timeout_ms > 0 ? timeout_ms : CVR_CLIENT_TIMEOUT_DEFAULT;
+}
+
+cvr_err_t
+cvr_client_error (cvr_client_t *self)
+{
+    assert (self);
+    return self->error;
+}
+
+const char *
+cvr_client_message (cvr_client_t *self)
+{
+    assert (self);
+    return self->message;
+}
+
+const char *
+cvr_client_endpoint (cvr_client_t *self)
+{
+    assert (self);
+    return self->endpoint;
+}
+
+//  --------------------------------------------------------------------------
+//  The request path
+
+//  Waits until the socket is ready for events, at most until deadline
+//  (zclock_mono ms). Returns 1 when ready, 0 at the deadline, -1 when
+//  interrupted.
+static int
+s_wait (cvr_client_t *self, short events, int64_t deadline)
+{
+    zmq_pollitem_t item = { zsock_resolve (self->dealer), 0, events, 0 };
+    while (true) {
+        int64_t remaining = deadline - zclock_mono ();
+        if (remaining < 0)
+            remaining = 0;
+        int rc = zmq_poll (&item, 1, (long) remaining);
+        if (rc > 0)
+            return 1;
+        if (rc == 0)
+            return 0;
+        if (errno != EINTR || zsys_interrupted)
+            return -1;
+    }
+}
+
+//  Sends the body; with ZMQ_IMMEDIATE a send waits for the connection, so
+//  it is bounded by the same deadline as the reply.
+static int
+s_send (cvr_client_t *self, const void *data, size_t size, int64_t deadline)
+{
+    void *handle = zsock_resolve (self->dealer);
+    while (zmq_send (handle, data, size, ZMQ_DONTWAIT) == -1) {
+        if (errno != EAGAIN && errno != EINTR) {
+            s_set_error (self, CVR_TIMEOUT, "cannot send to %s: %s",
+                         self->endpoint, zmq_strerror (errno));
+            return -1;
+        }
+        int rc = s_wait (self, ZMQ_POLLOUT, deadline);
+        if (rc <= 0) {
+            s_set_error (self, CVR_TIMEOUT, rc == 0
+                         ? "no reply from %s within %d ms (not connected)"
+                         : "interrupted while sending to %s (timeout %d ms)",
+                         self->endpoint, self->timeout_ms);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+//  Turns the reply to our request into the call's outcome: the message
+//  when ok is true, else NULL with the error set.
+static cvr_msg_t *
+s_outcome (cvr_client_t *self, cvr_msg_t *reply)
+{
+    const msgpack_object *root = cvr_msg_root (reply);
+    const msgpack_object *ok = cvr_obj_get (root, "ok");
+    if (ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean)
+        return reply;
+    if (ok && ok->type == MSGPACK_OBJECT_BOOLEAN) {
+        char *name = cvr_obj_get_strdup (root, "error");
+        char *message = cvr_obj_get_strdup (root, "message");
+        cvr_err_t code = cvr_err_from_name (name);
+        if (code == CVR_PROTOCOL)
+            s_set_error (self, code, "unknown error %s from %s: %s",
+                         name ? name : "(none)", self->endpoint,
+                         message ? message : "");
+        else
+            s_set_error (self, code, "%s", message ? message : name);
+        if (code == CVR_COMPACTED) {
+            uint64_t oldest = 0;
+            cvr_obj_uint (cvr_obj_get (root, "oldest"), &oldest);
+            self->oldest = oldest;
+        }
+        free (name);
+        free (message);
+    }
+    else
+        s_set_error (self, CVR_PROTOCOL, "reply from %s has no boolean ok",
+                     self->endpoint);
+    cvr_msg_destroy (&reply);
+    return NULL;
+}
+
+cvr_msg_t *
+cvr_client_call (cvr_client_t *self, cvr_wr_t *w)
+{
+    assert (self);
+    assert (w);
+    s_set_ok (self);
+    if (cvr_wr_depth (w) != 1) {
+        s_set_error (self, CVR_BAD_REQUEST, "request is not one open map");
+        return NULL;
+    }
+    uint64_t rid = ++self->rid;
+    cvr_wr_kuint (w, "rid", rid);
+    cvr_wr_close (w);
+
+    int64_t deadline = zclock_mono () + self->timeout_ms;
+    if (s_send (self, cvr_wr_data (w), cvr_wr_size (w), deadline))
+        return NULL;
+    while (true) {
+        int rc = s_wait (self, ZMQ_POLLIN, deadline);
+        if (rc <= 0) {
+            s_set_error (self, CVR_TIMEOUT, rc == 0
+                         ? "no reply from %s within %d ms"
+                         : "interrupted waiting for %s (timeout %d ms)",
+                         self->endpoint, self->timeout_ms);
+            return NULL;
+        }
+        zmsg_t *msg = zmsg_recv (self->dealer);
+        if (!msg)
+            continue;
+        if (zmsg_size (msg) != 1) {
+            zmsg_destroy (&msg);        //  not a reply's shape: ignore it
+            continue;
+        }
+        zframe_t *frame = zmsg_first (msg);
+        cvr_msg_t *reply = cvr_msg_decode (zframe_data (frame), zframe_size (frame));
+        zmsg_destroy (&msg);
+        if (!reply || !cvr_obj_is_str_map (cvr_msg_root (reply))) {
+            cvr_msg_destroy (&reply);
+            s_set_error (self, CVR_PROTOCOL, "undecodable reply from %s",
+                         self->endpoint);
+            return NULL;
+        }
+        //  A reply without rid answers a request the server could not
+        //  decode (LIMIT_EXCEEDED); with one call in flight it is ours.
+        const msgpack_object *echo = cvr_obj_get (cvr_msg_root (reply), "rid");
+        uint64_t got;
+        if (echo && (cvr_obj_uint (echo, &got) || got != rid)) {
+            cvr_msg_destroy (&reply);   //  late reply to an earlier call
+            continue;
+        }
+        return s_outcome (self, reply);
+    }
+}
+
+//  Starts a request map for op in the client's writer.
+static cvr_wr_t *
+s_request (cvr_client_t *self, const char *op)
+{
+    cvr_wr_reset (self->writer);
+    cvr_wr_map (self->writer);
+    cvr_wr_kstr (self->writer, "op", op);
+    return self->writer;
+}
+
+static uint64_t
+s_get_uint (const msgpack_object *map, const char *key, uint64_t fallback)
+{
+    uint64_t value;
+    return cvr_obj_uint (cvr_obj_get (map, key), &value) ? fallback : value;
+}
+
+static void
+s_write_labels (cvr_wr_t *w, const cvr_label_t *labels, size_t count)
+{
+    cvr_wr_str (w, "labels");
+    cvr_wr_map (w);
+    for (size_t i = 0; i < count; i++)
+        cvr_wr_kstr (w, labels [i].key, labels [i].value);
+    cvr_wr_close (w);
+}
+
+//  --------------------------------------------------------------------------
+//  hello and the event endpoint
+
+void
+cvr_hello_clear (cvr_hello_t *self)
+{
+    if (!self)
+        return;
+    free (self->server);
+    free (self->version);
+    free (self->node_id);
+    free (self->events_endpoint);
+    free (self->leader);
+    memset (self, 0, sizeof (cvr_hello_t));
+}
+
+//  Splits "scheme://host:port" into the host's offset and length; -1 when
+//  the endpoint has no such shape (ipc://, inproc://).
+static int
+s_endpoint_host (const char *endpoint, size_t *start, size_t *length)
+{
+    const char *host = strstr (endpoint, "://");
+    if (!host)
+        return -1;
+    host += 3;
+    const char *colon = strrchr (host, ':');
+    if (!colon || colon == host)
+        return -1;
+    *start = (size_t) (host - endpoint);
+    *length = (size_t) (colon - host);
+    return 0;
+}
+
+//  The event endpoint a client can connect to: a server that publishes on
+//  every interface reports the wildcard it bound, which only the host we
+//  already reach it by can replace. Caller owns the result.
+static char *
+s_resolve_events (const char *events, const char *request)
+{
+    size_t start, length, rstart, rlength;
+    if (s_endpoint_host (events, &start, &length)
+    ||  s_endpoint_host (request, &rstart, &rlength))
+        return strdup (events);
+    const char *host = events + start;
+    bool wildcard = (length == 1 && *host == '*')
+                 || (length == 7 && memcmp (host, "0.0.0.0", 7) == 0)
+                 || (length == 4 && memcmp (host, "[::]", 4) == 0);
+    if (!wildcard)
+        return strdup (events);
+    return zsys_sprintf ("%.*s%.*s%s", (int) start, events,
+                         (int) rlength, request + rstart, host + length);
+}
+
+cvr_err_t
+cvr_client_hello (cvr_client_t *self, cvr_hello_t *hello)
+{
+    assert (self);
+    assert (hello);
+    memset (hello, 0, sizeof (cvr_hello_t));
+    cvr_msg_t *reply = cvr_client_call (self, s_request (self, "hello"));
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    hello->server = cvr_obj_get_strdup (root, "server");
+    hello->version = cvr_obj_get_strdup (root, "version");
+    hello->protocol = cvr_obj_get_int (root, "protocol", 0);
+    hello->node_id = cvr_obj_get_strdup (root, "node_id");
+    hello->events_endpoint = cvr_obj_get_strdup (root, "events_endpoint");
+    hello->seq = s_get_uint (root, "seq", 0);
+    hello->leader = cvr_obj_get_strdup (root, "leader");
+    hello->lease_ms = cvr_obj_get_int (root, "lease_ms", 0);
+    hello->session_timeout_ms = cvr_obj_get_int (root, "session_timeout_ms", 0);
+    cvr_msg_destroy (&reply);
+    if (!hello->events_endpoint) {
+        cvr_hello_clear (hello);
+        return s_bad_reply (self, "hello", "events_endpoint");
+    }
+    free (self->events_endpoint);
+    self->events_endpoint = s_resolve_events (hello->events_endpoint, self->endpoint);
+    return CVR_OK;
+}
+
+const char *
+cvr_client_events_endpoint (cvr_client_t *self)
+{
+    assert (self);
+    if (!self->events_endpoint) {
+        cvr_hello_t hello;
+        if (cvr_client_hello (self, &hello) == CVR_OK)
+            cvr_hello_clear (&hello);
+    }
+    return self->events_endpoint;
+}
+
+//  --------------------------------------------------------------------------
+//  Registry
+
+cvr_err_t
+cvr_client_register (cvr_client_t *self, const cvr_service_spec_t *spec,
+                     int64_t *lease_ms, cvr_service_t **service)
+{
+    assert (self);
+    assert (spec);
+    cvr_wr_t *w = s_request (self, "register");
+    cvr_wr_kstr (w, "service_id", spec->service_id);
+    cvr_wr_kstr (w, "service_name", spec->service_name);
+    cvr_wr_kstr (w, "service_type", spec->service_type);
+    cvr_wr_kstr (w, "endpoint", spec->endpoint);
+    if (spec->labels_count)
+        s_write_labels (w, spec->labels, spec->labels_count);
+    if (spec->group_id)
+        cvr_wr_kstr (w, "group_id", spec->group_id);
+    if (spec->lease_ms > 0)
+        cvr_wr_kint (w, "lease_ms", spec->lease_ms);
+    if (spec->weight >= 0)
+        cvr_wr_kint (w, "weight", spec->weight);
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    int64_t granted;
+    cvr_service_t *record = NULL;
+    if (cvr_obj_int (cvr_obj_get (root, "lease_ms"), &granted)) {
+        cvr_msg_destroy (&reply);
+        return s_bad_reply (self, "register", "lease_ms");
+    }
+    if (service && !(record = cvr_proto_read_service (cvr_obj_get (root, "service")))) {
+        cvr_msg_destroy (&reply);
+        return s_bad_reply (self, "register", "service");
+    }
+    cvr_msg_destroy (&reply);
+    if (lease_ms)
+        *lease_ms = granted;
+    if (service)
+        *service = record;
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_client_heartbeat (cvr_client_t *self, const char *service_id,
+                      cvr_health_t health, int64_t *lease_ms,
+                      cvr_health_t *health_out)
+{
+    assert (self);
+    cvr_wr_t *w = s_request (self, "heartbeat");
+    cvr_wr_kstr (w, "service_id", service_id);
+    cvr_wr_kstr (w, "health", cvr_health_name (health));
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    int64_t granted;
+    char *name = cvr_obj_get_strdup (root, "health");
+    cvr_health_t acked;
+    int rc = cvr_health_parse (name, &acked);
+    free (name);
+    if (cvr_obj_int (cvr_obj_get (root, "lease_ms"), &granted) || rc) {
+        cvr_msg_destroy (&reply);
+        return s_bad_reply (self, "heartbeat", "lease_ms or health");
+    }
+    cvr_msg_destroy (&reply);
+    if (lease_ms)
+        *lease_ms = granted;
+    if (health_out)
+        *health_out = acked;
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_client_deregister (cvr_client_t *self, const char *service_id)
+{
+    assert (self);
+    cvr_wr_t *w = s_request (self, "deregister");
+    cvr_wr_kstr (w, "service_id", service_id);
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    cvr_msg_destroy (&reply);
+    return self->error;
+}
+
+cvr_err_t
+cvr_client_get_service (cvr_client_t *self, const char *service_id,
+                        cvr_service_t **service, uint64_t *seq)
+{
+    assert (self);
+    assert (service);
+    *service = NULL;
+    cvr_wr_t *w = s_request (self, "get_service");
+    cvr_wr_kstr (w, "service_id", service_id);
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    *service = cvr_proto_read_service (cvr_obj_get (root, "service"));
+    if (seq)
+        *seq = s_get_uint (root, "seq", 0);
+    cvr_msg_destroy (&reply);
+    return *service ? CVR_OK : s_bad_reply (self, "get_service", "service");
+}
+
+cvr_err_t
+cvr_client_list_services (cvr_client_t *self, const cvr_service_filter_t *filter,
+                          cvr_service_list_t **list)
+{
+    assert (self);
+    assert (list);
+    *list = NULL;
+    cvr_wr_t *w = s_request (self, "list_services");
+    if (filter) {
+        if (filter->service_name)
+            cvr_wr_kstr (w, "service_name", filter->service_name);
+        if (filter->service_type)
+            cvr_wr_kstr (w, "service_type", filter->service_type);
+        if (filter->group_id)
+            cvr_wr_kstr (w, "group_id", filter->group_id);
+        if (filter->labels_count)
+            s_write_labels (w, filter->labels, filter->labels_count);
+        if (filter->healthy_only)
+            cvr_wr_kbool (w, "healthy_only", true);
+    }
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    const msgpack_object *services = cvr_obj_get (root, "services");
+    if (!services || services->type != MSGPACK_OBJECT_ARRAY) {
+        cvr_msg_destroy (&reply);
+        return s_bad_reply (self, "list_services", "services");
+    }
+    cvr_service_list_t *result = (cvr_service_list_t *) zmalloc (sizeof (cvr_service_list_t));
+    result->seq = s_get_uint (root, "seq", 0);
+    if (services->via.array.size)
+        result->items = (cvr_service_t **) zmalloc (
+            services->via.array.size * sizeof (cvr_service_t *));
+    for (uint32_t i = 0; i < services->via.array.size; i++) {
+        cvr_service_t *service = cvr_proto_read_service (&services->via.array.ptr [i]);
+        if (!service) {
+            cvr_service_list_destroy (&result);
+            cvr_msg_destroy (&reply);
+            return s_bad_reply (self, "list_services", "service record");
+        }
+        result->items [result->count++] = service;
+    }
+    cvr_msg_destroy (&reply);
+    *list = result;
+    return CVR_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Events
+
+cvr_event_t *
+cvr_event_decode (const char *topic, const void *body, size_t size)
+{
+    if (!topic)
+        return NULL;
+    cvr_msg_t *msg = cvr_msg_decode (body, size);
+    if (!msg)
+        return NULL;
+    const msgpack_object *root = cvr_msg_root (msg);
+    cvr_event_t *self = (cvr_event_t *) zmalloc (sizeof (cvr_event_t));
+    self->topic = strdup (topic);
+    self->type = cvr_obj_get_strdup (root, "type");
+    self->prev = s_get_uint (root, "prev", 0);
+    self->at = cvr_obj_get_int (root, "at", 0);
+    bool valid = cvr_obj_is_str_map (root) && self->type
+              && cvr_obj_uint (cvr_obj_get (root, "seq"), &self->seq) == 0;
+    //  A service event is only useful with its record: one without is
+    //  as broken as one without a seq.
+    if (valid && strncmp (topic, "service/", 8) == 0) {
+        self->service = cvr_proto_read_service (cvr_obj_get (root, "service"));
+        valid = self->service != NULL;
+    }
+    cvr_msg_destroy (&msg);
+    if (!valid) {
+        cvr_event_destroy (&self);
+        return NULL;
+    }
+    self->body = (uint8_t *) malloc (size);
+    assert (self->body);
+    memcpy (self->body, body, size);
+    self->body_size = size;
+    return self;
+}
+
+void
+cvr_event_destroy (cvr_event_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_event_t *self = *self_p;
+    free (self->topic);
+    free (self->type);
+    cvr_service_destroy (&self->service);
+    cvr_service_list_destroy (&self->services);
+    free (self->body);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+cvr_event_list_destroy (cvr_event_list_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_event_list_t *self = *self_p;
+    for (size_t i = 0; i < self->count; i++)
+        cvr_event_destroy (&self->items [i]);
+    free (self->items);
+    free (self);
+    *self_p = NULL;
+}
+
+//  One [topic, body] pair of an events_since reply. The body arrives as a
+//  nested map; it is packed again so the event keeps its bytes exactly as
+//  a subscriber would have received them.
+static cvr_event_t *
+s_read_event (const msgpack_object *pair, cvr_wr_t *scratch)
+{
+    if (!pair || pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2)
+        return NULL;
+    char *topic = cvr_obj_strdup (&pair->via.array.ptr [0]);
+    const msgpack_object *body = &pair->via.array.ptr [1];
+    cvr_event_t *event = NULL;
+    if (topic && body->type == MSGPACK_OBJECT_MAP) {
+        cvr_wr_reset (scratch);
+        cvr_wr_obj (scratch, body);
+        event = cvr_event_decode (topic, cvr_wr_data (scratch), cvr_wr_size (scratch));
+    }
+    else
+    if (topic && body->type == MSGPACK_OBJECT_BIN)
+        event = cvr_event_decode (topic, body->via.bin.ptr, body->via.bin.size);
+    free (topic);
+    return event;
+}
+
+cvr_err_t
+cvr_client_events_since (cvr_client_t *self, uint64_t since, const char *prefix,
+                         int limit, cvr_event_list_t **list, uint64_t *oldest)
+{
+    assert (self);
+    assert (list);
+    *list = NULL;
+    cvr_wr_t *w = s_request (self, "events_since");
+    cvr_wr_kuint (w, "since", since);
+    if (prefix && *prefix)
+        cvr_wr_kstr (w, "prefix", prefix);
+    if (limit > 0)
+        cvr_wr_kint (w, "limit", limit);
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply) {
+        if (oldest && self->error == CVR_COMPACTED)
+            *oldest = self->oldest;
+        return self->error;
+    }
+    const msgpack_object *root = cvr_msg_root (reply);
+    const msgpack_object *events = cvr_obj_get (root, "events");
+    if (!events || events->type != MSGPACK_OBJECT_ARRAY) {
+        cvr_msg_destroy (&reply);
+        return s_bad_reply (self, "events_since", "events");
+    }
+    cvr_event_list_t *result = (cvr_event_list_t *) zmalloc (sizeof (cvr_event_list_t));
+    const msgpack_object *more = cvr_obj_get (root, "more");
+    result->more = more && more->type == MSGPACK_OBJECT_BOOLEAN && more->via.boolean;
+    result->seq = s_get_uint (root, "seq", 0);
+    if (events->via.array.size)
+        result->items = (cvr_event_t **) zmalloc (
+            events->via.array.size * sizeof (cvr_event_t *));
+    cvr_wr_t *scratch = cvr_wr_new ();
+    for (uint32_t i = 0; i < events->via.array.size; i++) {
+        cvr_event_t *event = s_read_event (&events->via.array.ptr [i], scratch);
+        if (!event) {
+            cvr_wr_destroy (&scratch);
+            cvr_event_list_destroy (&result);
+            cvr_msg_destroy (&reply);
+            return s_bad_reply (self, "events_since", "event");
+        }
+        result->items [result->count++] = event;
+    }
+    cvr_wr_destroy (&scratch);
+    cvr_msg_destroy (&reply);
+    *list = result;
+    return CVR_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  stats
+
+static int
+s_cmp_count (const void *a, const void *b)
+{
+    return strcmp (((const cvr_count_t *) a)->name, ((const cvr_count_t *) b)->name);
+}
+
+//  Reads a {name: count} map into a sorted array; -1 if it is not one.
+static int
+s_read_counts (const msgpack_object *map, cvr_count_t **counts, size_t *count)
+{
+    *counts = NULL;
+    *count = 0;
+    if (!map)
+        return 0;                   //  absent: nothing counted yet
+    if (!cvr_obj_is_str_map (map))
+        return -1;
+    if (map->via.map.size)
+        *counts = (cvr_count_t *) zmalloc (map->via.map.size * sizeof (cvr_count_t));
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        cvr_count_t *item = &(*counts) [*count];
+        item->name = cvr_obj_strdup (&map->via.map.ptr [i].key);
+        if (!item->name)
+            return -1;
+        (*count)++;
+        if (cvr_obj_uint (&map->via.map.ptr [i].val, &item->count))
+            return -1;
+    }
+    if (*count)
+        qsort (*counts, *count, sizeof (cvr_count_t), s_cmp_count);
+    return 0;
+}
+
+void
+cvr_stats_destroy (cvr_stats_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_stats_t *self = *self_p;
+    for (size_t i = 0; i < self->requests_count; i++)
+        free (self->requests [i].name);
+    free (self->requests);
+    for (size_t i = 0; i < self->errors_count; i++)
+        free (self->errors [i].name);
+    free (self->errors);
+    free (self);
+    *self_p = NULL;
+}
+
+cvr_err_t
+cvr_client_stats (cvr_client_t *self, cvr_stats_t **stats)
+{
+    assert (self);
+    assert (stats);
+    *stats = NULL;
+    cvr_msg_t *reply = cvr_client_call (self, s_request (self, "stats"));
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    cvr_stats_t *result = (cvr_stats_t *) zmalloc (sizeof (cvr_stats_t));
+    result->uptime_ms = cvr_obj_get_int (root, "uptime_ms", 0);
+    result->seq = s_get_uint (root, "seq", 0);
+    result->services = s_get_uint (root, "services", 0);
+    result->groups = s_get_uint (root, "groups", 0);
+    result->members = s_get_uint (root, "members", 0);
+    result->topics = s_get_uint (root, "topics", 0);
+    result->dropped = s_get_uint (root, "dropped", 0);
+    result->rebalances = s_get_uint (root, "rebalances", 0);
+    result->expired = s_get_uint (root, "expired", 0);
+    result->members_expired = s_get_uint (root, "members_expired", 0);
+    result->events_published = s_get_uint (root, "events_published", 0);
+    int rc = s_read_counts (cvr_obj_get (root, "requests"),
+                            &result->requests, &result->requests_count);
+    if (rc == 0)
+        rc = s_read_counts (cvr_obj_get (root, "errors"),
+                            &result->errors, &result->errors_count);
+    cvr_msg_destroy (&reply);
+    if (rc) {
+        cvr_stats_destroy (&result);
+        return s_bad_reply (self, "stats", "requests or errors");
+    }
+    *stats = result;
+    return CVR_OK;
+}

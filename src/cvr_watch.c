@@ -1,0 +1,423 @@
+/*  cvr_watch.c: an ordered, gap-free stream of the events under a prefix.
+
+    Protocol section 6: subscribe first, then read a snapshot, then deliver
+    what comes live with a seq above it. What is known is kept as:
+
+    - horizon: every event under the prefix with a seq up to it has been
+      delivered or is covered by a snapshot. Raised by a snapshot and by a
+      complete events_since reply; when watching everything (prefix ""),
+      also by each live event that follows it directly, since then every
+      seq is ours and contiguity proves completeness.
+    - roots: for each root (service/<name>, group/<id>, topic/<name>), the
+      seq of the last event delivered above the horizon. Events of a root
+      are delivered above the horizon only as a complete chain (each one's
+      prev is the one before, or at most the horizon), so an event above
+      the horizon was delivered exactly when its seq is at most its root's.
+
+    A live event whose prev is above the horizon and is not its root's last
+    seq reveals a loss; so does a sys/heartbeat whose seq is above both the
+    horizon and the last seq delivered. Either is repaired with
+    events_since from the horizon, delivering (oldest first) what was not
+    delivered yet; a lost event may therefore be delivered after a newer
+    event of another root, never after a newer one of its own root. When
+    the server no longer has that history (COMPACTED), a new snapshot is
+    delivered instead.
+
+    The subscription reaches the server some time after the snapshot, so
+    what was published in between may be lost with no later event of the
+    same root to tell. But once one message has arrived, the subscription
+    is in place and everything after it arrives (short of a full queue):
+    the first live event with a seq beyond the horizon's successor is
+    therefore treated as a gap, which keeps even the startup in order.
+*/
+#include <czmq.h>
+#include "conveyor/cvr_watch.h"
+#include "cvr_client_internal.h"
+
+#define CVR_WATCH_HEARTBEAT "sys/heartbeat"
+
+struct _cvr_watch_t {
+    cvr_client_t *client;       //  hello, snapshots and repairs
+    zsock_t *sub;               //  live events under the prefix, heartbeats
+    char *prefix;               //  what is watched; "" for everything
+    bool everything;            //  prefix "": every seq is ours
+    bool services;              //  the prefix covers service events, so a
+                                //  snapshot lists services
+    char *service_name;         //  list_services filter when the prefix
+                                //  names one service; else NULL
+    zlistx_t *queue;            //  events for cvr_watch_next, in delivery
+                                //  order; owned
+    zhashx_t *roots;            //  root -> uint64_t * seq of its last event
+                                //  delivered above the horizon; owned
+    uint64_t horizon;           //  see above
+    uint64_t last;              //  highest seq delivered or covered
+    bool live;                  //  a message came through the SUB socket,
+                                //  so the subscription is in place
+    uint64_t gaps;              //  repairs that delivered lost events
+    uint64_t resyncs;           //  snapshots taken after COMPACTED
+};
+
+static void
+s_free_item (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
+static void
+s_destroy_event (void **item_p)
+{
+    cvr_event_destroy ((cvr_event_t **) item_p);
+}
+
+//  The root of a topic: its first two segments ("service/orders").
+static char *
+s_root (const char *topic)
+{
+    const char *slash = strchr (topic, '/');
+    if (slash)
+        slash = strchr (slash + 1, '/');
+    size_t length = slash ? (size_t) (slash - topic) : strlen (topic);
+    return zsys_sprintf ("%.*s", (int) length, topic);
+}
+
+static uint64_t
+s_root_last (cvr_watch_t *self, const char *topic)
+{
+    char *root = s_root (topic);
+    uint64_t *seq = (uint64_t *) zhashx_lookup (self->roots, root);
+    free (root);
+    return seq ? *seq : 0;
+}
+
+//  True when a and b agree over the shorter one's length: the services
+//  whose topics start "service/<name>/" are under a prefix exactly then.
+static bool
+s_overlaps (const char *a, const char *b)
+{
+    size_t length = strlen (a) < strlen (b) ? strlen (a) : strlen (b);
+    return strncmp (a, b, length) == 0;
+}
+
+//  A protocol name (section 2): what the server accepts as a filter.
+static bool
+s_valid_name (const char *name, size_t length)
+{
+    if (length == 0 || length > 200)
+        return false;
+    for (size_t i = 0; i < length; i++)
+        if (!isalnum ((unsigned char) name [i]) && !strchr ("._:@-", name [i]))
+            return false;
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Delivery
+
+//  Queues an event known to be next for its root, and records it.
+static void
+s_deliver (cvr_watch_t *self, cvr_event_t *event)
+{
+    if (self->everything) {
+        if (event->seq > self->horizon)
+            self->horizon = event->seq;
+    }
+    else {
+        uint64_t *seq = (uint64_t *) malloc (sizeof (uint64_t));
+        assert (seq);
+        *seq = event->seq;
+        char *root = s_root (event->topic);
+        zhashx_update (self->roots, root, seq);
+        free (root);
+    }
+    if (event->seq > self->last)
+        self->last = event->seq;
+    zlistx_add_end (self->queue, event);
+}
+
+//  True when the event was delivered already or a snapshot covers it.
+static bool
+s_known (cvr_watch_t *self, const cvr_event_t *event)
+{
+    if (event->seq <= self->horizon)
+        return true;
+    return !self->everything && event->seq <= s_root_last (self, event->topic);
+}
+
+//  Everything up to seq under the prefix is now known: the chains above
+//  the old horizon are complete and need no more tracking.
+static void
+s_raise_horizon (cvr_watch_t *self, uint64_t seq)
+{
+    if (seq > self->horizon)
+        self->horizon = seq;
+    if (seq > self->last)
+        self->last = seq;
+    zhashx_purge (self->roots);
+}
+
+//  Reads the state the prefix covers: the services under it, or just the
+//  current seq. NULL when the server does not answer.
+static cvr_event_t *
+s_snapshot (cvr_watch_t *self)
+{
+    cvr_service_list_t *list = NULL;
+    uint64_t seq = 0;
+    if (self->services) {
+        cvr_service_filter_t filter = { .service_name = self->service_name };
+        if (cvr_client_list_services (self->client, &filter, &list))
+            return NULL;
+        //  A prefix like "service/ord" covers several names: keep the
+        //  services whose events it matches, and those only.
+        size_t kept = 0;
+        for (size_t i = 0; i < list->count; i++) {
+            char *topic = zsys_sprintf ("service/%s/", list->items [i]->service_name);
+            if (s_overlaps (self->prefix, topic))
+                list->items [kept++] = list->items [i];
+            else
+                cvr_service_destroy (&list->items [i]);
+            free (topic);
+        }
+        list->count = kept;
+        seq = list->seq;
+    }
+    else {
+        cvr_hello_t hello;
+        if (cvr_client_hello (self->client, &hello))
+            return NULL;
+        seq = hello.seq;
+        cvr_hello_clear (&hello);
+    }
+    cvr_event_t *event = (cvr_event_t *) zmalloc (sizeof (cvr_event_t));
+    event->topic = strdup (self->prefix);
+    event->type = strdup ("snapshot");
+    event->seq = seq;
+    event->services = list;
+    return event;
+}
+
+//  Delivers a fresh snapshot and continues from it.
+static int
+s_resync (cvr_watch_t *self)
+{
+    cvr_event_t *snapshot = s_snapshot (self);
+    if (!snapshot)
+        return -1;
+    s_raise_horizon (self, snapshot->seq);
+    zlistx_add_end (self->queue, snapshot);
+    return 0;
+}
+
+//  Fetches and delivers what was missed since the horizon. On failure the
+//  horizon stays, so the next heartbeat tries again.
+static void
+s_repair (cvr_watch_t *self)
+{
+    uint64_t since = self->horizon;
+    size_t delivered = 0;
+    while (true) {
+        cvr_event_list_t *list = NULL;
+        cvr_err_t rc = cvr_client_events_since (self->client, since, self->prefix,
+                                                0, &list, NULL);
+        if (rc == CVR_COMPACTED) {
+            if (s_resync (self) == 0)
+                self->resyncs++;
+            return;
+        }
+        if (rc != CVR_OK) {
+            zsys_debug ("conveyor: watch repair failed: %s %s", cvr_err_name (rc),
+                        cvr_client_message (self->client));
+            break;
+        }
+        uint64_t page_end = list->count ? list->items [list->count - 1]->seq : 0;
+        //  A page that does not move forward would loop: take it as final.
+        bool partial = list->more && page_end > since;
+        for (size_t i = 0; i < list->count; i++) {
+            cvr_event_t *event = list->items [i];
+            if (strncmp (event->topic, self->prefix, strlen (self->prefix)) == 0
+            &&  !s_known (self, event)) {
+                list->items [i] = NULL;
+                s_deliver (self, event);
+                delivered++;
+            }
+        }
+        if (partial) {
+            //  Pages come oldest first: all up to the page's end is known.
+            since = page_end;
+            if (since > self->horizon)
+                self->horizon = since;
+        }
+        else
+            s_raise_horizon (self, list->seq);
+        cvr_event_list_destroy (&list);
+        if (!partial)
+            break;
+    }
+    if (delivered)
+        self->gaps++;
+}
+
+//  One live event or heartbeat from the SUB socket.
+static void
+s_on_event (cvr_watch_t *self, cvr_event_t *event)
+{
+    bool first = !self->live;
+    self->live = true;
+    if (streq (event->topic, CVR_WATCH_HEARTBEAT)) {
+        //  Its seq is the latest event: above what we have means lost ones
+        //  (for a narrow prefix it often only means others' events, which
+        //  the repair then finds nothing of).
+        if (event->seq > self->last && event->seq > self->horizon)
+            s_repair (self);
+        cvr_event_destroy (&event);
+        return;
+    }
+    if (strncmp (event->topic, self->prefix, strlen (self->prefix)) != 0
+    ||  s_known (self, event)) {
+        cvr_event_destroy (&event);
+        return;
+    }
+    bool gap = self->everything || first
+             ? event->seq != self->horizon + 1
+             : event->prev > self->horizon
+               && event->prev != s_root_last (self, event->topic);
+    if (gap) {
+        //  The repair brings this event too (it was published before we
+        //  asked); if it fails, this one waits for the next repair rather
+        //  than going out ahead of the events it follows.
+        cvr_event_destroy (&event);
+        s_repair (self);
+    }
+    else
+        s_deliver (self, event);
+}
+
+//  Reads one message from the SUB socket.
+static void
+s_receive (cvr_watch_t *self)
+{
+    zmsg_t *msg = zmsg_recv (self->sub);
+    if (!msg)
+        return;
+    if (zmsg_size (msg) == 2) {
+        char *topic = zframe_strdup (zmsg_first (msg));
+        zframe_t *body = zmsg_next (msg);
+        cvr_event_t *event = cvr_event_decode (topic, zframe_data (body),
+                                               zframe_size (body));
+        if (event)
+            s_on_event (self, event);
+        else
+            zsys_debug ("conveyor: watch dropped an undecodable event on %s", topic);
+        free (topic);
+    }
+    zmsg_destroy (&msg);
+}
+
+//  --------------------------------------------------------------------------
+//  Public API
+
+cvr_watch_t *
+cvr_watch_new (const char *endpoint, const char *prefix, int timeout_ms)
+{
+    if (!endpoint)
+        return NULL;
+    cvr_watch_t *self = (cvr_watch_t *) zmalloc (sizeof (cvr_watch_t));
+    self->prefix = strdup (prefix ? prefix : "");
+    self->everything = *self->prefix == 0;
+    size_t length = strlen (self->prefix);
+    self->services = length <= 8
+                   ? strncmp (self->prefix, "service/", length) == 0
+                   : strncmp (self->prefix, "service/", 8) == 0;
+    if (length > 8 && strncmp (self->prefix, "service/", 8) == 0) {
+        const char *name = self->prefix + 8;
+        const char *slash = strchr (name, '/');
+        //  Only "service/<name>/..." names one service: "service/ord"
+        //  also matches "service/orders/".
+        if (slash && s_valid_name (name, (size_t) (slash - name)))
+            self->service_name = zsys_sprintf ("%.*s", (int) (slash - name), name);
+    }
+    self->queue = zlistx_new ();
+    zlistx_set_destructor (self->queue, s_destroy_event);
+    self->roots = zhashx_new ();
+    zhashx_set_destructor (self->roots, s_free_item);
+
+    self->client = cvr_client_new (endpoint, timeout_ms);
+    const char *events = self->client ? cvr_client_events_endpoint (self->client) : NULL;
+    if (events) {
+        self->sub = zsock_new (ZMQ_SUB);
+        if (self->sub) {
+            zsock_set_linger (self->sub, 0);
+            zsock_set_subscribe (self->sub, self->prefix);
+            zsock_set_subscribe (self->sub, CVR_WATCH_HEARTBEAT);
+            if (zsock_connect (self->sub, "%s", events))
+                zsock_destroy (&self->sub);
+        }
+    }
+    //  Subscribed before the snapshot, so nothing after it can slip by
+    //  unseen (what the subscription misses while it propagates shows as
+    //  a gap and is repaired).
+    if (self->sub && s_resync (self) == 0)
+        return self;
+    cvr_watch_destroy (&self);
+    return NULL;
+}
+
+void
+cvr_watch_destroy (cvr_watch_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_watch_t *self = *self_p;
+    zsock_destroy (&self->sub);
+    cvr_client_destroy (&self->client);
+    zlistx_destroy (&self->queue);
+    zhashx_destroy (&self->roots);
+    free (self->prefix);
+    free (self->service_name);
+    free (self);
+    *self_p = NULL;
+}
+
+cvr_event_t *
+cvr_watch_next (cvr_watch_t *self, int timeout_ms)
+{
+    assert (self);
+    int64_t deadline = zclock_mono () + (timeout_ms > 0 ? timeout_ms : 0);
+    zmq_pollitem_t item = { zsock_resolve (self->sub), 0, ZMQ_POLLIN, 0 };
+    while (zlistx_size (self->queue) == 0) {
+        long wait = -1;
+        if (timeout_ms >= 0) {
+            int64_t remaining = deadline - zclock_mono ();
+            wait = remaining > 0 ? (long) remaining : 0;
+        }
+        int rc = zmq_poll (&item, 1, wait);
+        if (rc < 0 && (errno != EINTR || zsys_interrupted))
+            return NULL;
+        if (rc == 0)
+            return NULL;
+        if (rc > 0)
+            s_receive (self);
+    }
+    return (cvr_event_t *) zlistx_detach (self->queue, NULL);
+}
+
+zsock_t *
+cvr_watch_socket (cvr_watch_t *self)
+{
+    assert (self);
+    return self->sub;
+}
+
+uint64_t
+cvr_watch_gaps (cvr_watch_t *self)
+{
+    assert (self);
+    return self->gaps;
+}
+
+uint64_t
+cvr_watch_resyncs (cvr_watch_t *self)
+{
+    assert (self);
+    return self->resyncs;
+}
