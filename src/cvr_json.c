@@ -6,30 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  This file matches the src/cvr_*.c glob, so it is also built into
-//  libconveyor, which does not link jansson; hard references would leave
-//  the shared library with undefined json_* symbols (dlopen with RTLD_NOW,
-//  as ctypes does, fails, and so does linking a program against it).
-//  Weak references resolve to jansson where it is linked (conveyorctl) and
-//  to nothing elsewhere, where nothing can call this code anyway: its
-//  functions are not exported. Drop these once the build compiles this
-//  file into conveyorctl only.
-#pragma weak json_array
-#pragma weak json_array_append_new
-#pragma weak json_delete
-#pragma weak json_dumpf
-#pragma weak json_dumps
-#pragma weak json_false
-#pragma weak json_integer
-#pragma weak json_null
-#pragma weak json_object
-#pragma weak json_object_del
-#pragma weak json_object_setn_new
-#pragma weak json_real
-#pragma weak json_string
-#pragma weak json_stringn
-#pragma weak json_true
-
 static json_t *
     s_convert (const msgpack_object *o, int depth);
 

@@ -269,6 +269,8 @@ static int
 s_write (void *data, const char *buf, size_t len)
 {
     cvr_wr_t *self = (cvr_wr_t *) data;
+    if (len == 0)
+        return 0;       //  msgpack-c passes NULL for an empty string
     s_reserve (self, len);
     memcpy (self->data + self->size, buf, len);
     self->size += len;

@@ -257,6 +257,26 @@ s_repair (cvr_watch_t *self)
         self->gaps++;
 }
 
+//  A heartbeat below the horizon is either one that waited in the queue
+//  while a snapshot was taken, or a server that restarted without its
+//  state and numbers from 1 again. hello tells which; after a restart all
+//  that was known is void, and a new snapshot starts the stream over.
+static void
+s_check_restart (cvr_watch_t *self)
+{
+    cvr_hello_t hello = { 0 };
+    if (cvr_client_hello (self->client, &hello) == CVR_OK && hello.seq < self->horizon) {
+        zsys_info ("conveyor: watch: server seq went back from %" PRIu64 " to %" PRIu64
+                   " (restarted); taking a new snapshot", self->horizon, hello.seq);
+        self->horizon = 0;
+        self->last = 0;
+        zhashx_purge (self->roots);
+        if (s_resync (self) == 0)
+            self->resyncs++;
+    }
+    cvr_hello_clear (&hello);
+}
+
 //  One live event or heartbeat from the SUB socket.
 static void
 s_on_event (cvr_watch_t *self, cvr_event_t *event)
@@ -269,6 +289,9 @@ s_on_event (cvr_watch_t *self, cvr_event_t *event)
         //  the repair then finds nothing of).
         if (event->seq > self->last && event->seq > self->horizon)
             s_repair (self);
+        else
+        if (event->seq < self->horizon)
+            s_check_restart (self);
         cvr_event_destroy (&event);
         return;
     }
