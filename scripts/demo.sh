@@ -3,27 +3,33 @@
 # a small pipeline of services, shows `conveyorctl watch` live, kills one
 # service with SIGKILL and shows the coordinator noticing (unhealthy after one
 # lease, expired after two). Stops everything it started.
-# Usage: scripts/demo.sh [--quiet]   (env: DEMO_PORT, default 7400)
+# Usage: scripts/demo.sh [--quiet] [--no-build]
+#   env DEMO_PORT (default 7400; events on DEMO_PORT+1), BUILD_DIR (default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUIET=0
+BUILD=1
 for arg in "$@"; do
   case "$arg" in
     --quiet) QUIET=1 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --no-build) BUILD=0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "demo: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
 
-scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
+BUILD_DIR=${BUILD_DIR:-build}
+if [ "$BUILD" -eq 1 ]; then
+  scripts/deps.sh
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$BUILD_DIR" -j"$(nproc)" >/dev/null
+fi
 
 PORT=${DEMO_PORT:-7400}
 EP="tcp://127.0.0.1:$PORT"
 EV="tcp://127.0.0.1:$((PORT + 1))"
-BIN=build/bin
+BIN=$BUILD_DIR/bin
 CTL="$BIN/conveyorctl -e $EP"
 LOGDIR=$(mktemp -d)
 PIDS=()
