@@ -10,7 +10,7 @@
 #include "cvr_proto.h"
 #include "cvr_state.h"
 #include "cvr_history.h"
-#include "cvr_deadlines.h"
+#include "cvr_leases.h"
 
 #define CVR_NAME_MAX        200
 #define CVR_ENDPOINT_MAX    1024
@@ -82,7 +82,7 @@ struct _cvr_server_t {
     s_level_t log_level;        //  how much to log
     cvr_state_t *state;         //  services (and later groups), owned
     cvr_history_t *history;     //  event numbering and ring, owned
-    cvr_deadlines_t *leases;    //  service_id -> next lease transition
+    cvr_leases_t *leases;       //  lease deadlines of the services
     cvr_effects_t *effects;     //  events of the command being applied
     cvr_wr_t *reply;            //  reply being built, reused
     zlistx_t *scratch;          //  strings copied out of the current request
@@ -349,48 +349,13 @@ s_clamp_lease (cvr_server_t *self, int64_t lease_ms)
     return lease_ms;
 }
 
-//  The lease deadline after a register or heartbeat: the service turns
-//  unhealthy one lease from now unless it heartbeats.
-static void
-s_arm_lease (cvr_server_t *self, const cvr_service_t *service)
-{
-    cvr_deadlines_set (self->leases, service->service_id,
-                       service->last_heartbeat_at + service->lease_ms);
-}
-
 //  Runs every lease transition that is due; costs what expires.
 static void
 s_expire_leases (cvr_server_t *self, int64_t now)
 {
-    cvr_registry_t *registry = cvr_state_registry (self->state);
-    const char *key;
-    while ((key = cvr_deadlines_due (self->leases, now))) {
-        char id [CVR_NAME_MAX + 1];
-        snprintf (id, sizeof (id), "%s", key);
-        const cvr_service_t *service = cvr_registry_lookup (registry, id);
-        if (!service) {
-            cvr_deadlines_remove (self->leases, id);
-            continue;
-        }
-        int64_t lapse_at = service->last_heartbeat_at + service->lease_ms;
-        int64_t expire_at = lapse_at + service->lease_ms;
-        cvr_cmd_t cmd = { .now = now, .service_id = id };
-        if (now >= expire_at) {
-            cmd.type = CVR_CMD_EXPIRE;
-            cvr_deadlines_remove (self->leases, id);
-            s_submit (self, &cmd);
-        }
-        else
-        if (now >= lapse_at) {
-            if (service->health != CVR_HEALTH_UNHEALTHY) {
-                cmd.type = CVR_CMD_LAPSE;
-                s_submit (self, &cmd);
-            }
-            cvr_deadlines_set (self->leases, id, expire_at);
-        }
-        else
-            cvr_deadlines_set (self->leases, id, lapse_at);
-    }
+    cvr_cmd_t cmd;
+    while (cvr_leases_next (self->leases, cvr_state_registry (self->state), now, &cmd))
+        s_submit (self, &cmd);
 }
 
 //  --------------------------------------------------------------------------
@@ -437,7 +402,7 @@ s_op_register (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
         return rc;
     const cvr_service_t *service = cvr_registry_lookup (
         cvr_state_registry (self->state), spec.service_id);
-    s_arm_lease (self, service);
+    cvr_leases_renew (self->leases, service);
     cvr_wr_kint (reply, "lease_ms", service->lease_ms);
     cvr_wr_str (reply, "service");
     cvr_proto_write_service (reply, service);
@@ -480,7 +445,7 @@ s_op_heartbeat (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
     }
     else
         cvr_registry_touch (cvr_state_registry (self->state), service_id, now);
-    s_arm_lease (self, service);
+    cvr_leases_renew (self->leases, service);
     cvr_wr_kint (reply, "lease_ms", service->lease_ms);
     cvr_wr_kstr (reply, "health", cvr_health_name (service->health));
     return CVR_OK;
@@ -500,7 +465,7 @@ s_op_deregister (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
                       .service_id = service_id };
     if ((rc = s_submit (self, &cmd)))
         return rc;
-    cvr_deadlines_remove (self->leases, service_id);
+    cvr_leases_forget (self->leases, service_id);
     return CVR_OK;
 }
 
@@ -940,7 +905,7 @@ s_server_new (zsock_t *pipe, const char *node_id)
         .max_groups = 100000, .max_members = 100000
     };
     self->log_level = S_INFO;
-    self->leases = cvr_deadlines_new ();
+    self->leases = cvr_leases_new ();
     self->effects = cvr_effects_new ();
     self->reply = cvr_wr_new ();
     self->scratch = zlistx_new ();
@@ -962,7 +927,7 @@ s_server_destroy (cvr_server_t **self_p)
     zsock_destroy (&self->pub);
     cvr_state_destroy (&self->state);
     cvr_history_destroy (&self->history);
-    cvr_deadlines_destroy (&self->leases);
+    cvr_leases_destroy (&self->leases);
     cvr_effects_destroy (&self->effects);
     cvr_wr_destroy (&self->reply);
     zlistx_destroy (&self->scratch);
