@@ -11,6 +11,7 @@
 #include "cvr_state.h"
 #include "cvr_history.h"
 #include "cvr_leases.h"
+#include "cvr_assignor.h"
 
 #define CVR_NAME_MAX        200
 #define CVR_ENDPOINT_MAX    1024
@@ -20,6 +21,8 @@
 #define CVR_PREFIX_MAX      1024
 #define CVR_TICK_MS         50      //  lease deadlines are checked this often
 #define CVR_DRAIN_MAX       1000    //  requests handled per wakeup at most
+//  A handler's answer that its reply waits for the group's rebalance.
+#define S_DEFERRED          ((cvr_err_t) 100)
 
 typedef enum { S_ERROR, S_WARN, S_INFO, S_DEBUG } s_level_t;
 
@@ -58,6 +61,16 @@ static const s_option_t s_options [] = {
 #define S_OPTIONS (sizeof (s_options) / sizeof (s_options [0]))
 
 typedef struct _cvr_server_t cvr_server_t;
+
+//  A join reply that waits for the rebalance of its group.
+typedef struct {
+    zframe_t *identity;         //  the client's ROUTER identity
+    zframe_t *delimiter;        //  the empty frame of a REQ client, or NULL
+    uint8_t *rid;               //  the request's rid, encoded, or NULL
+    size_t rid_size;
+    char *group_id;
+    char *member_id;
+} s_pending_t;
 typedef cvr_err_t (s_handler_fn) (cvr_server_t *self, const msgpack_object *req,
                                   cvr_wr_t *reply);
 
@@ -91,6 +104,9 @@ struct _cvr_server_t {
     uint64_t *requests;         //  per op index, then one for "?"
     uint64_t errors [CVR_ERR_COUNT];    //  replies by error code
     uint64_t dropped;           //  envelopes of a bad shape
+    zlistx_t *pending;          //  join replies waiting for a rebalance
+    const char *defer_group;    //  set by a handler that defers its reply
+    const char *defer_member;   //  (borrowed from the request's scratch)
 };
 
 //  --------------------------------------------------------------------------
@@ -330,11 +346,24 @@ static cvr_err_t
 s_submit (cvr_server_t *self, const cvr_cmd_t *cmd)
 {
     cvr_err_t rc = cvr_state_apply (self->state, cmd, self->effects);
-    if (cmd->type != CVR_CMD_HEARTBEAT || rc != CVR_OK)
+    if (cmd->type != CVR_CMD_HEARTBEAT || rc != CVR_OK) {
+        const char *group = cmd->join ? cmd->join->group_id : cmd->group_id;
+        const char *member = cmd->join ? cmd->join->member_id : cmd->member_id;
+        char subject [512];
+        if (cmd->service || cmd->service_id)
+            snprintf (subject, sizeof (subject), "service %s",
+                      cmd->service ? cmd->service->service_id : cmd->service_id);
+        else
+        if (group)
+            snprintf (subject, sizeof (subject), "group %s%s%s", group,
+                      member ? " member " : "", member ? member : "");
+        else
+            snprintf (subject, sizeof (subject), "topic %s (%" PRId64 " partitions)",
+                      cmd->topic, cmd->partitions);
         s_log (self, rc == CVR_OK ? S_INFO : S_DEBUG, "%s %s: %s",
-               cvr_cmd_name (cmd->type),
-               cmd->service ? cmd->service->service_id : cmd->service_id,
+               cvr_cmd_name (cmd->type), subject,
                rc == CVR_OK ? "done" : cvr_err_name (rc));
+    }
     s_publish_effects (self);
     return rc;
 }
@@ -356,6 +385,13 @@ s_expire_leases (cvr_server_t *self, int64_t now)
     cvr_cmd_t cmd;
     while (cvr_leases_next (self->leases, cvr_state_registry (self->state), now, &cmd))
         s_submit (self, &cmd);
+    cvr_groups_t *groups = cvr_state_groups (self->state);
+    const char *group_id, *member_id;
+    while (cvr_groups_next_expired (groups, now, &group_id, &member_id)) {
+        cvr_cmd_t expire = { .type = CVR_CMD_SESSION_EXPIRE, .now = now,
+                             .group_id = group_id, .member_id = member_id };
+        s_submit (self, &expire);
+    }
 }
 
 //  --------------------------------------------------------------------------
@@ -549,9 +585,10 @@ s_op_stats (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
     cvr_wr_kint (reply, "uptime_ms", zclock_time () - self->started_at);
     cvr_wr_kuint (reply, "seq", cvr_history_seq (self->history));
     cvr_wr_kuint (reply, "services", cvr_registry_size (registry));
-    cvr_wr_kuint (reply, "groups", 0);
-    cvr_wr_kuint (reply, "members", 0);
-    cvr_wr_kuint (reply, "topics", 0);
+    cvr_groups_t *groups = cvr_state_groups (self->state);
+    cvr_wr_kuint (reply, "groups", cvr_groups_count (groups));
+    cvr_wr_kuint (reply, "members", cvr_groups_members (groups));
+    cvr_wr_kuint (reply, "topics", cvr_groups_topics (groups));
     const char *op_names [s_ops_count + 1];
     for (size_t i = 0; i < s_ops_count; i++)
         op_names [i] = s_ops [i].op;
@@ -562,11 +599,291 @@ s_op_stats (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
         code_names [code] = cvr_err_name ((cvr_err_t) code);
     s_write_counts (reply, "errors", code_names + 1, self->errors + 1, CVR_TIMEOUT - 1);
     cvr_wr_kuint (reply, "dropped", self->dropped);
-    cvr_wr_kuint (reply, "rebalances", 0);
+    cvr_wr_kuint (reply, "rebalances", cvr_groups_rebalances (groups));
     cvr_wr_kuint (reply, "expired", cvr_registry_expired (registry));
-    cvr_wr_kuint (reply, "members_expired", 0);
+    cvr_wr_kuint (reply, "members_expired", cvr_groups_members_expired (groups));
     cvr_wr_kuint (reply, "events_published", cvr_history_seq (self->history));
     return CVR_OK;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Topics and groups
+
+//  An array of names, at least one; the array lives until the reply.
+static int
+s_get_names (cvr_server_t *self, const msgpack_object *req, const char *key,
+             const char ***names, size_t *count)
+{
+    const msgpack_object *o = cvr_obj_get (req, key);
+    if (!o)
+        return s_bad (self, "%s is required", key);
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0)
+        return s_bad (self, "%s must be an array of at least one name", key);
+    *count = o->via.array.size;
+    *names = (const char **) s_keep (self, (char *) zmalloc (*count * sizeof (char *)));
+    for (size_t i = 0; i < *count; i++) {
+        const msgpack_object *item = &o->via.array.ptr [i];
+        char *name = item->type == MSGPACK_OBJECT_STR && item->via.str.size >= 1
+                     && item->via.str.size <= CVR_NAME_MAX ? cvr_obj_strdup (item) : NULL;
+        if (name)
+            s_keep (self, name);
+        if (!name || !s_valid_name (name))
+            return s_bad (self, "%s: every entry must be 1 to %d bytes of [A-Za-z0-9._:@-]",
+                          key, CVR_NAME_MAX);
+        (*names) [i] = name;
+    }
+    return 0;
+}
+
+//  An array of [topic, partition] or [topic, partition, offset] entries
+//  (width 2 or 3), partitions and offsets integers >= 0.
+static int
+s_get_partitions (cvr_server_t *self, const msgpack_object *req, const char *key,
+                  bool required, size_t width, cvr_offset_t **entries, size_t *count)
+{
+    const msgpack_object *o = cvr_obj_get (req, key);
+    *entries = NULL;
+    *count = 0;
+    if (!o)
+        return required ? s_bad (self, "%s is required", key) : 0;
+    const char *shape = width == 3 ? "[topic, partition, offset]" : "[topic, partition]";
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return s_bad (self, "%s must be an array of %s", key, shape);
+    *entries = (cvr_offset_t *) s_keep (self, (char *) zmalloc (
+        (o->via.array.size + 1) * sizeof (cvr_offset_t)));
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *item = &o->via.array.ptr [i];
+        cvr_offset_t *entry = &(*entries) [i];
+        char *topic = NULL;
+        if (item->type == MSGPACK_OBJECT_ARRAY && item->via.array.size == width
+        &&  item->via.array.ptr [0].type == MSGPACK_OBJECT_STR
+        &&  item->via.array.ptr [0].via.str.size >= 1
+        &&  item->via.array.ptr [0].via.str.size <= CVR_NAME_MAX
+        &&  (topic = cvr_obj_strdup (&item->via.array.ptr [0])))
+            s_keep (self, topic);
+        if (!topic || !s_valid_name (topic)
+        ||  cvr_obj_int (&item->via.array.ptr [1], &entry->partition) || entry->partition < 0
+        ||  (width == 3 && (cvr_obj_int (&item->via.array.ptr [2], &entry->offset)
+                            || entry->offset < 0)))
+            return s_bad (self, "%s: entry %u must be %s with a valid topic name and "
+                          "integers >= 0", key, i, shape);
+        entry->topic = topic;
+    }
+    *count = o->via.array.size;
+    return 0;
+}
+
+//  The message of a group operation's state error.
+static cvr_err_t
+s_group_error (cvr_server_t *self, cvr_err_t rc, const char *group_id, const char *member_id)
+{
+    if (rc == CVR_NOT_FOUND)
+        s_bad (self, "no group '%s'", group_id);
+    else
+    if (rc == CVR_UNKNOWN_MEMBER)
+        s_bad (self, "'%s' is not a member of group '%s' (expired, left or fenced): rejoin",
+               member_id, group_id);
+    else
+    if (rc == CVR_ILLEGAL_GENERATION)
+        s_bad (self, "generation is not group '%s''s current one: take the new "
+               "assignment (group_heartbeat) and retry", group_id);
+    else
+    if (rc == CVR_NOT_OWNER)
+        s_bad (self, "a partition is not assigned to member '%s' in this generation", member_id);
+    else
+    if (rc == CVR_CONFLICT)
+        s_bad (self, "group '%s' still has members", group_id);
+    return rc;
+}
+
+static cvr_err_t
+s_op_create_topic (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *topic;
+    int64_t partitions = 0;
+    if (s_get_name (self, req, "topic", true, &topic)
+    ||  s_get_int (self, req, "partitions", true, 1, 100000, &partitions))
+        return CVR_BAD_REQUEST;
+    cvr_cmd_t cmd = { .type = CVR_CMD_CREATE_TOPIC, .now = zclock_time (),
+                      .topic = topic, .partitions = partitions };
+    cvr_err_t rc = s_submit (self, &cmd);
+    uint32_t current = cvr_groups_topic_partitions (cvr_state_groups (self->state), topic);
+    if (rc == CVR_CONFLICT)
+        return s_bad (self, "topic '%s' has %u partitions; partitions never shrink",
+                      topic, current), rc;
+    if (rc)
+        return rc;
+    cvr_wr_kstr (reply, "topic", topic);
+    cvr_wr_kuint (reply, "partitions", current);
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_list_topics (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    cvr_groups_write_topics (cvr_state_groups (self->state), reply);
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_join_group (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    cvr_join_t join = { .session_timeout_ms = self->config.session_timeout_ms };
+    char *group_id, *member_id, *instance_id, *service_id, *service_name, *assignor;
+    const char **topics = NULL;
+    if (s_get_name (self, req, "group_id", true, &group_id)
+    ||  s_get_names (self, req, "topics", &topics, &join.topics_count)
+    ||  s_get_str (self, req, "member_id", false, 0, CVR_NAME_MAX, &member_id)
+    ||  s_get_name (self, req, "service_name", false, &service_name)
+    ||  s_get_name (self, req, "service_id", false, &service_id)
+    ||  s_get_name (self, req, "instance_id", false, &instance_id)
+    ||  s_get_int (self, req, "session_timeout_ms", false, 1, INT64_MAX,
+                   &join.session_timeout_ms)
+    ||  s_get_name (self, req, "assignor", false, &assignor))
+        return CVR_BAD_REQUEST;
+    if (member_id && *member_id && !s_valid_name (member_id))
+        return s_bad (self, "member_id must be empty or 1 to %d bytes of "
+                      "[A-Za-z0-9._:@-]", CVR_NAME_MAX), CVR_BAD_REQUEST;
+    if (assignor && !cvr_assignor_find (assignor))
+        return s_bad (self, "assignor '%s' is unknown: range, roundrobin or sticky",
+                      assignor), CVR_BAD_REQUEST;
+    if (!member_id || !*member_id) {
+        //  Unique without coordination: a UUID, after the service's name.
+        zuuid_t *uuid = zuuid_new ();
+        member_id = s_keep (self, zsys_sprintf ("%.150s-%s", service_name ? service_name
+                                                : "member", zuuid_str_canonical (uuid)));
+        zuuid_destroy (&uuid);
+    }
+    join = (cvr_join_t) {
+        .group_id = group_id, .member_id = member_id, .instance_id = instance_id,
+        .service_id = service_id, .service_name = service_name, .topics = topics,
+        .topics_count = join.topics_count, .assignor = assignor,
+        .session_timeout_ms = s_clamp_lease (self, join.session_timeout_ms)
+    };
+    cvr_cmd_t cmd = { .type = CVR_CMD_JOIN, .now = zclock_time (), .join = &join };
+    cvr_err_t rc = s_submit (self, &cmd);
+    cvr_groups_t *groups = cvr_state_groups (self->state);
+    if (rc == CVR_NOT_FOUND && service_id
+    &&  !cvr_registry_lookup (cvr_state_registry (self->state), service_id))
+        return s_bad (self, "no service '%s' is registered", service_id), rc;
+    if (rc == CVR_NOT_FOUND)
+        return s_bad (self, "a topic does not exist and auto-creation is off "
+                      "(--default-partitions 0): create_topic first"), rc;
+    if (rc == CVR_CONFLICT)
+        return s_bad (self, "group '%s' has members using another assignor", group_id), rc;
+    if (rc == CVR_LIMIT_EXCEEDED)
+        return s_bad (self, "the server's group or member limit is reached "
+                      "(--max-groups %" PRId64 ", --max-members %" PRId64 ")",
+                      self->config.max_groups, self->config.max_members), rc;
+    if (rc)
+        return s_group_error (self, rc, group_id, member_id);
+    if (cvr_groups_is_dirty (groups, group_id)) {
+        self->defer_group = group_id;
+        self->defer_member = member_id;
+        return S_DEFERRED;
+    }
+    cvr_groups_write_join (groups, group_id, member_id, reply);
+    return CVR_OK;
+}
+
+//  Reads group_id and member_id, the two keys of most group operations.
+static int
+s_get_member (cvr_server_t *self, const msgpack_object *req, char **group_id,
+              char **member_id)
+{
+    return s_get_name (self, req, "group_id", true, group_id)
+        || s_get_name (self, req, "member_id", true, member_id);
+}
+
+static cvr_err_t
+s_op_leave_group (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *group_id, *member_id;
+    if (s_get_member (self, req, &group_id, &member_id))
+        return CVR_BAD_REQUEST;
+    cvr_cmd_t cmd = { .type = CVR_CMD_LEAVE, .now = zclock_time (),
+                      .group_id = group_id, .member_id = member_id };
+    return s_group_error (self, s_submit (self, &cmd), group_id, member_id);
+}
+
+static cvr_err_t
+s_op_group_heartbeat (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *group_id, *member_id;
+    int64_t generation = 0;
+    if (s_get_member (self, req, &group_id, &member_id)
+    ||  s_get_int (self, req, "generation", true, INT64_MIN, INT64_MAX, &generation))
+        return CVR_BAD_REQUEST;
+    cvr_groups_t *groups = cvr_state_groups (self->state);
+    cvr_err_t rc = cvr_groups_heartbeat (groups, group_id, member_id, zclock_time ());
+    if (rc)
+        return s_group_error (self, rc, group_id, member_id);
+    cvr_groups_write_heartbeat (groups, group_id, member_id, generation, reply);
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_get_group (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *group_id;
+    if (s_get_name (self, req, "group_id", true, &group_id))
+        return CVR_BAD_REQUEST;
+    cvr_err_t rc = cvr_groups_write_group (cvr_state_groups (self->state), group_id, reply);
+    if (rc)
+        return s_group_error (self, rc, group_id, NULL);
+    cvr_wr_kuint (reply, "seq", cvr_history_seq (self->history));
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_list_groups (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    cvr_groups_write_list (cvr_state_groups (self->state), reply);
+    cvr_wr_kuint (reply, "seq", cvr_history_seq (self->history));
+    return CVR_OK;
+}
+
+static cvr_err_t
+s_op_commit_offsets (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *group_id, *member_id;
+    int64_t generation = 0;
+    cvr_offset_t *offsets;
+    size_t count;
+    if (s_get_member (self, req, &group_id, &member_id)
+    ||  s_get_int (self, req, "generation", true, INT64_MIN, INT64_MAX, &generation)
+    ||  s_get_partitions (self, req, "offsets", true, 3, &offsets, &count))
+        return CVR_BAD_REQUEST;
+    cvr_cmd_t cmd = { .type = CVR_CMD_COMMIT, .now = zclock_time (), .group_id = group_id,
+                      .member_id = member_id, .generation = generation,
+                      .offsets = offsets, .offsets_count = count };
+    return s_group_error (self, s_submit (self, &cmd), group_id, member_id);
+}
+
+static cvr_err_t
+s_op_fetch_offsets (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *group_id;
+    cvr_offset_t *partitions;
+    size_t count;
+    if (s_get_name (self, req, "group_id", true, &group_id)
+    ||  s_get_partitions (self, req, "partitions", false, 2, &partitions, &count))
+        return CVR_BAD_REQUEST;
+    cvr_err_t rc = cvr_groups_write_offsets (cvr_state_groups (self->state), group_id,
+                                             partitions, count, partitions == NULL, reply);
+    return s_group_error (self, rc, group_id, NULL);
+}
+
+static cvr_err_t
+s_op_delete_group (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    char *group_id;
+    if (s_get_name (self, req, "group_id", true, &group_id))
+        return CVR_BAD_REQUEST;
+    cvr_cmd_t cmd = { .type = CVR_CMD_DELETE_GROUP, .now = zclock_time (),
+                      .group_id = group_id };
+    return s_group_error (self, s_submit (self, &cmd), group_id, NULL);
 }
 
 static const s_op_t s_ops [] = {
@@ -578,6 +895,16 @@ static const s_op_t s_ops [] = {
     { "list_services", s_op_list_services },
     { "events_since", s_op_events_since },
     { "stats", s_op_stats },
+    { "create_topic", s_op_create_topic },
+    { "list_topics", s_op_list_topics },
+    { "join_group", s_op_join_group },
+    { "leave_group", s_op_leave_group },
+    { "group_heartbeat", s_op_group_heartbeat },
+    { "get_group", s_op_get_group },
+    { "list_groups", s_op_list_groups },
+    { "commit_offsets", s_op_commit_offsets },
+    { "fetch_offsets", s_op_fetch_offsets },
+    { "delete_group", s_op_delete_group },
 };
 static const size_t s_ops_count = sizeof (s_ops) / sizeof (s_ops [0]);
 
@@ -585,8 +912,9 @@ static const size_t s_ops_count = sizeof (s_ops) / sizeof (s_ops [0]);
 //  Requests
 
 //  Checks a body in the order of protocol section 2 and runs its handler.
-//  Writes the whole reply into self->reply.
-static void
+//  Writes the whole reply into self->reply, or returns true when the reply
+//  was deferred (then the last pending entry waits for its envelope).
+static bool
 s_handle_body (cvr_server_t *self, zframe_t *body)
 {
     cvr_wr_t *reply = self->reply;
@@ -651,6 +979,25 @@ s_handle_body (cvr_server_t *self, zframe_t *body)
         if (rc == CVR_BAD_REQUEST && !self->message [0])
             s_bad (self, "bad request");
     }
+    if (rc == S_DEFERRED) {
+        //  The reply waits for the rebalance: keep what it needs.
+        s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
+        pending->group_id = strdup (self->defer_group);
+        pending->member_id = strdup (self->defer_member);
+        if (rid) {
+            cvr_wr_reset (reply);
+            cvr_wr_obj (reply, rid);
+            pending->rid_size = cvr_wr_size (reply);
+            pending->rid = (uint8_t *) malloc (pending->rid_size);
+            assert (pending->rid);
+            memcpy (pending->rid, cvr_wr_data (reply), pending->rid_size);
+        }
+        zlistx_add_end (self->pending, pending);
+        cvr_wr_reset (reply);
+        zlistx_purge (self->scratch);
+        cvr_msg_destroy (&msg);
+        return true;
+    }
     if (rc != CVR_OK) {
         self->errors [rc]++;
         s_log (self, S_DEBUG, "request %s failed: %s: %s",
@@ -670,6 +1017,79 @@ s_handle_body (cvr_server_t *self, zframe_t *body)
     cvr_wr_close (reply);
     zlistx_purge (self->scratch);
     cvr_msg_destroy (&msg);
+    return false;
+}
+
+//  Sends self->reply in the envelope the request came in.
+static void
+s_send_reply (cvr_server_t *self, zframe_t **identity, zframe_t **delimiter)
+{
+    zmsg_t *out = zmsg_new ();
+    zmsg_append (out, identity);
+    if (*delimiter)
+        zmsg_append (out, delimiter);
+    zmsg_addmem (out, cvr_wr_data (self->reply), cvr_wr_size (self->reply));
+    //  ROUTER drops a reply to a peer that is gone or over its high-water
+    //  mark; it never blocks the loop.
+    zmsg_send (&out, self->router);
+}
+
+static void
+s_pending_destroy (s_pending_t **self_p)
+{
+    s_pending_t *self = *self_p;
+    zframe_destroy (&self->identity);
+    zframe_destroy (&self->delimiter);
+    free (self->rid);
+    free (self->group_id);
+    free (self->member_id);
+    free (self);
+    *self_p = NULL;
+}
+
+//  After a batch: one rebalance per changed group (so a burst of joins
+//  makes one generation), its events published, and only then the join
+//  replies that waited for it.
+static void
+s_flush (cvr_server_t *self)
+{
+    cvr_groups_t *groups = cvr_state_groups (self->state);
+    const char *dirty;
+    while ((dirty = cvr_groups_next_dirty (groups))) {
+        char group_id [CVR_NAME_MAX + 1];
+        snprintf (group_id, sizeof (group_id), "%s", dirty);
+        cvr_cmd_t cmd = { .type = CVR_CMD_REBALANCE, .now = zclock_time (),
+                          .group_id = group_id };
+        if (s_submit (self, &cmd) != CVR_OK) {
+            s_log (self, S_ERROR, "rebalance of group %s failed; retrying after the "
+                   "next batch", group_id);
+            break;
+        }
+    }
+    s_pending_t *pending;
+    while ((pending = (s_pending_t *) zlistx_detach (self->pending, NULL))) {
+        cvr_wr_t *reply = self->reply;
+        cvr_wr_reset (reply);
+        cvr_wr_map (reply);
+        cvr_err_t rc = cvr_groups_check (groups, pending->group_id, pending->member_id);
+        cvr_wr_kbool (reply, "ok", rc == CVR_OK);
+        if (pending->rid) {
+            cvr_wr_str (reply, "rid");
+            cvr_wr_raw (reply, pending->rid, pending->rid_size);
+        }
+        if (rc == CVR_OK)
+            cvr_groups_write_join (groups, pending->group_id, pending->member_id, reply);
+        else {
+            //  Gone before its rebalance (left or fenced in the same batch).
+            s_group_error (self, rc, pending->group_id, pending->member_id);
+            self->errors [rc]++;
+            cvr_wr_kstr (reply, "error", cvr_err_name (rc));
+            cvr_wr_kstr (reply, "message", self->message);
+        }
+        cvr_wr_close (reply);
+        s_send_reply (self, &pending->identity, &pending->delimiter);
+        s_pending_destroy (&pending);
+    }
 }
 
 //  One envelope off the ROUTER: [identity, body] from a DEALER or
@@ -685,17 +1105,15 @@ s_handle_message (cvr_server_t *self, zmsg_t *msg)
         self->dropped++;
         s_log (self, S_DEBUG, "dropped an envelope of %zu frames", frames);
     }
-    else {
-        s_handle_body (self, body);
-        zmsg_t *out = zmsg_new ();
-        zmsg_append (out, &identity);
-        if (delimiter)
-            zmsg_append (out, &delimiter);
-        zmsg_addmem (out, cvr_wr_data (self->reply), cvr_wr_size (self->reply));
-        //  ROUTER drops a reply to a peer that is gone or over its
-        //  high-water mark; it never blocks the loop.
-        zmsg_send (&out, self->router);
+    else
+    if (s_handle_body (self, body)) {
+        s_pending_t *pending = (s_pending_t *) zlistx_last (self->pending);
+        pending->identity = identity;
+        pending->delimiter = delimiter;
+        identity = delimiter = NULL;
     }
+    else
+        s_send_reply (self, &identity, &delimiter);
     zframe_destroy (&identity);
     zframe_destroy (&delimiter);
     zframe_destroy (&body);
@@ -713,6 +1131,7 @@ s_on_router (zloop_t *loop, zsock_t *router, void *arg)
         s_handle_message (self, msg);
         zmsg_destroy (&msg);
     }
+    s_flush (self);
     return 0;
 }
 
@@ -720,6 +1139,7 @@ static int
 s_on_tick (zloop_t *loop, int timer_id, void *arg)
 {
     s_expire_leases ((cvr_server_t *) arg, zclock_time ());
+    s_flush ((cvr_server_t *) arg);
     return 0;
 }
 
@@ -815,7 +1235,12 @@ s_start (cvr_server_t *self)
         return -1;
     }
     self->events_endpoint = zsock_last_endpoint (self->pub);
-    cvr_state_limits_t limits = { .max_services = (size_t) config->max_services };
+    cvr_state_limits_t limits = {
+        .max_services = (size_t) config->max_services,
+        .groups = { .max_groups = (size_t) config->max_groups,
+                    .max_members = (size_t) config->max_members,
+                    .default_partitions = (uint32_t) config->default_partitions }
+    };
     self->state = cvr_state_new (&limits);
     self->history = cvr_history_new ((size_t) config->history);
     self->started_at = zclock_time ();
@@ -908,6 +1333,7 @@ s_server_new (zsock_t *pipe, const char *node_id)
     self->leases = cvr_leases_new ();
     self->effects = cvr_effects_new ();
     self->reply = cvr_wr_new ();
+    self->pending = zlistx_new ();
     self->scratch = zlistx_new ();
     zlistx_set_destructor (self->scratch, (zlistx_destructor_fn *) zstr_free);
     self->requests = (uint64_t *) zmalloc ((s_ops_count + 1) * sizeof (uint64_t));
@@ -930,6 +1356,10 @@ s_server_destroy (cvr_server_t **self_p)
     cvr_leases_destroy (&self->leases);
     cvr_effects_destroy (&self->effects);
     cvr_wr_destroy (&self->reply);
+    s_pending_t *pending;
+    while ((pending = (s_pending_t *) zlistx_detach (self->pending, NULL)))
+        s_pending_destroy (&pending);
+    zlistx_destroy (&self->pending);
     zlistx_destroy (&self->scratch);
     free (self->requests);
     free (self->node_id);
