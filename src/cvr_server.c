@@ -360,8 +360,10 @@ s_submit (cvr_server_t *self, const cvr_cmd_t *cmd)
         else
             snprintf (subject, sizeof (subject), "topic %s (%" PRId64 " partitions)",
                       cmd->topic, cmd->partitions);
-        s_log (self, rc == CVR_OK ? S_INFO : S_DEBUG, "%s %s: %s",
-               cvr_cmd_name (cmd->type), subject,
+        //  Offset commits are the steady traffic of a healthy pipeline:
+        //  only membership and lifecycle changes are worth an info line.
+        s_level_t level = rc != CVR_OK || cmd->type == CVR_CMD_COMMIT ? S_DEBUG : S_INFO;
+        s_log (self, level, "%s %s: %s", cvr_cmd_name (cmd->type), subject,
                rc == CVR_OK ? "done" : cvr_err_name (rc));
     }
     s_publish_effects (self);
