@@ -898,17 +898,580 @@ s_cmd_stats (s_ctl_t *self, int argc, char **argv)
 
 
 //  --------------------------------------------------------------------------
+//  Topics, groups and offsets (protocol sections 4 and 5)
+
+//  A (topic, partition) pair, with a committed offset for offset lists.
+typedef struct {
+    char *topic;
+    int64_t partition;
+    int64_t offset;
+} s_tp_t;
+
+typedef struct {
+    s_tp_t *items;
+    size_t count;
+} s_tp_list_t;
+
+static int
+s_tp_compare (const void *a, const void *b)
+{
+    const s_tp_t *x = (const s_tp_t *) a, *y = (const s_tp_t *) b;
+    int rc = strcmp (x->topic, y->topic);
+    if (rc == 0)
+        rc = (x->partition > y->partition) - (x->partition < y->partition);
+    return rc;
+}
+
+//  Reads an array of [topic, partition] (with_offset: [topic, partition,
+//  offset]) entries, sorted by topic then partition. Entries of another
+//  shape are skipped: a printer shows what it understands.
+static s_tp_list_t
+s_tp_list_read (const msgpack_object *array, bool with_offset)
+{
+    s_tp_list_t list = { 0 };
+    if (!array || array->type != MSGPACK_OBJECT_ARRAY || array->via.array.size == 0)
+        return list;
+    list.items = (s_tp_t *) zmalloc (array->via.array.size * sizeof (s_tp_t));
+    for (uint32_t i = 0; i < array->via.array.size; i++) {
+        const msgpack_object *entry = &array->via.array.ptr [i];
+        if (entry->type != MSGPACK_OBJECT_ARRAY
+        ||  entry->via.array.size < (with_offset ? 3u : 2u))
+            continue;
+        s_tp_t *tp = &list.items [list.count];
+        tp->topic = cvr_obj_strdup (&entry->via.array.ptr [0]);
+        if (!tp->topic
+        ||  cvr_obj_int (&entry->via.array.ptr [1], &tp->partition)
+        ||  (with_offset && cvr_obj_int (&entry->via.array.ptr [2], &tp->offset))) {
+            zstr_free (&tp->topic);
+            continue;
+        }
+        list.count++;
+    }
+    qsort (list.items, list.count, sizeof (s_tp_t), s_tp_compare);
+    return list;
+}
+
+static void
+s_tp_list_clear (s_tp_list_t *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        free (list->items [i].topic);
+    free (list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+//  An assignment as compact text: "orders:0-3,7 payments:1" (topics in
+//  order, runs of partitions as ranges); NULL when it is empty. Caller
+//  frees.
+static char *
+s_assignment_text (const msgpack_object *assignment)
+{
+    s_tp_list_t list = s_tp_list_read (assignment, false);
+    if (list.count == 0)
+        return NULL;
+    size_t size = 1;
+    for (size_t i = 0; i < list.count; i++)
+        size += strlen (list.items [i].topic) + 2 * 22 + 3;
+    char *text = (char *) zmalloc (size);
+    size_t used = 0;
+    for (size_t i = 0; i < list.count; ) {
+        const s_tp_t *first = &list.items [i];
+        bool new_topic = i == 0 || strneq (list.items [i - 1].topic, first->topic);
+        //  The run of consecutive partitions starting here.
+        size_t j = i + 1;
+        while (j < list.count && streq (list.items [j].topic, first->topic)
+           &&  list.items [j].partition == list.items [j - 1].partition + 1)
+            j++;
+        const s_tp_t *last = &list.items [j - 1];
+        if (new_topic)
+            used += (size_t) snprintf (text + used, size - used, "%s%s:",
+                                       i ? " " : "", first->topic);
+        else
+            text [used++] = ',';
+        if (last->partition > first->partition)
+            used += (size_t) snprintf (text + used, size - used,
+                                       "%" PRId64 "-%" PRId64,
+                                       first->partition, last->partition);
+        else
+            used += (size_t) snprintf (text + used, size - used,
+                                       "%" PRId64, first->partition);
+        i = j;
+    }
+    s_tp_list_clear (&list);
+    return text;
+}
+
+//  The string keys of a map, sorted; caller destroys.
+static zlistx_t *
+s_sorted_keys (const msgpack_object *map)
+{
+    zlistx_t *names = zlistx_new ();
+    zlistx_set_destructor (names, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_comparator (names, (zlistx_comparator_fn *) strcmp);
+    for (uint32_t i = 0; map && map->type == MSGPACK_OBJECT_MAP
+                         && i < map->via.map.size; i++) {
+        char *name = cvr_obj_strdup (&map->via.map.ptr [i].key);
+        if (name)
+            zlistx_add_end (names, name);
+    }
+    zlistx_sort (names);
+    return names;
+}
+
+//  The elements of an array of maps, ordered by the string field key.
+static int
+s_obj_str_compare (const msgpack_object *a, const msgpack_object *b)
+{
+    //  Strings first, in byte order; anything else after them.
+    bool a_str = a && a->type == MSGPACK_OBJECT_STR;
+    bool b_str = b && b->type == MSGPACK_OBJECT_STR;
+    if (!a_str || !b_str)
+        return (int) b_str - (int) a_str;
+    uint32_t min = a->via.str.size < b->via.str.size ? a->via.str.size : b->via.str.size;
+    int rc = memcmp (a->via.str.ptr, b->via.str.ptr, min);
+    if (rc == 0)
+        rc = (a->via.str.size > b->via.str.size) - (a->via.str.size < b->via.str.size);
+    return rc;
+}
+
+static const char *s_sort_key;      //  for s_by_key (qsort has no context)
+
+static int
+s_by_key (const void *a, const void *b)
+{
+    return s_obj_str_compare (cvr_obj_get (*(const msgpack_object * const *) a, s_sort_key),
+                              cvr_obj_get (*(const msgpack_object * const *) b, s_sort_key));
+}
+
+//  The maps of array, sorted by their string field key; *count gets how
+//  many. Caller frees the array (the elements are borrowed).
+static const msgpack_object **
+s_sorted_by (const msgpack_object *array, const char *key, size_t *count)
+{
+    *count = 0;
+    if (!array || array->type != MSGPACK_OBJECT_ARRAY || array->via.array.size == 0)
+        return NULL;
+    const msgpack_object **items = (const msgpack_object **)
+        zmalloc (array->via.array.size * sizeof (msgpack_object *));
+    for (uint32_t i = 0; i < array->via.array.size; i++)
+        if (array->via.array.ptr [i].type == MSGPACK_OBJECT_MAP)
+            items [(*count)++] = &array->via.array.ptr [i];
+    s_sort_key = key;
+    qsort (items, *count, sizeof (msgpack_object *), s_by_key);
+    return items;
+}
+
+static void
+s_print_topics (s_ctl_t *self, const msgpack_object *reply)
+{
+    const msgpack_object *topics = cvr_obj_get (reply, "topics");
+    zlistx_t *names = s_sorted_keys (topics);
+    s_table_t *table = s_table_new (2);
+    s_table_add (table, "NAME", "PARTITIONS");
+    for (char *name = (char *) zlistx_first (names); name;
+         name = (char *) zlistx_next (names)) {
+        char *count = s_field_text (topics, name);
+        s_table_add (table, name, count);
+        free (count);
+    }
+    s_table_print (table, stdout, "");
+    s_table_destroy (&table);
+    zlistx_destroy (&names);
+}
+
+static int
+s_cmd_topics (s_ctl_t *self, int argc, char **argv)
+{
+    int rc = s_parse_plain (self, argc, argv, 0, 0);
+    if (rc >= 0)
+        return rc;
+    return s_request (self, s_request_new ("list_topics"), s_print_topics);
+}
+
+static void
+s_print_topic_created (s_ctl_t *self, const msgpack_object *reply)
+{
+    char *topic = s_field_text (reply, "topic");
+    printf ("topic %s: %" PRId64 " partitions\n", topic,
+            cvr_obj_get_int (reply, "partitions", 0));
+    free (topic);
+}
+
+static int
+s_cmd_topic (s_ctl_t *self, int argc, char **argv)
+{
+    int rc = s_parse_plain (self, argc, argv, 1, 3);
+    if (rc >= 0)
+        return rc;
+    const char *action = argv [optind];
+    if (strneq (action, "create"))
+        return s_usage_error (self, "unknown action '%s' (usage: %s %s)",
+                              action, self->command->name, self->command->usage);
+    if (argc - optind != 3)
+        return s_usage_error (self, "missing argument (usage: %s %s)",
+                              self->command->name, self->command->usage);
+    //  Only the type is checked here: the range is the server's to judge.
+    int64_t partitions;
+    if (s_parse_int (argv [optind + 2], INT64_MIN, INT64_MAX, &partitions))
+        return s_usage_error (self, "N wants a number of partitions, not '%s'",
+                              argv [optind + 2]);
+    cvr_wr_t *w = s_request_new ("create_topic");
+    cvr_wr_kstr (w, "topic", argv [optind + 1]);
+    cvr_wr_kint (w, "partitions", partitions);
+    return s_request (self, w, s_print_topic_created);
+}
+
+static void
+s_print_groups (s_ctl_t *self, const msgpack_object *reply)
+{
+    size_t count;
+    const msgpack_object **groups =
+        s_sorted_by (cvr_obj_get (reply, "groups"), "group_id", &count);
+    s_table_t *table = s_table_new (3);
+    s_table_add (table, "GROUP", "GENERATION", "MEMBERS");
+    for (size_t i = 0; i < count; i++) {
+        char *id = s_field_text (groups [i], "group_id");
+        char *generation = s_field_text (groups [i], "generation");
+        char *members = s_field_text (groups [i], "members");
+        s_table_add (table, id, generation, members);
+        free (id);
+        free (generation);
+        free (members);
+    }
+    s_table_print (table, stdout, "");
+    s_table_destroy (&table);
+    free (groups);
+}
+
+static int
+s_cmd_groups (s_ctl_t *self, int argc, char **argv)
+{
+    int rc = s_parse_plain (self, argc, argv, 0, 0);
+    if (rc >= 0)
+        return rc;
+    return s_request (self, s_request_new ("list_groups"), s_print_groups);
+}
+
+//  A string array as "a,b,c"; NULL when empty. Caller frees.
+static char *
+s_str_array_text (const msgpack_object *array)
+{
+    if (!array || array->type != MSGPACK_OBJECT_ARRAY || array->via.array.size == 0)
+        return NULL;
+    char *text = strdup ("");
+    for (uint32_t i = 0; i < array->via.array.size; i++) {
+        char *item = s_obj_text (&array->via.array.ptr [i]);
+        char *joined = zsys_sprintf ("%s%s%s", text, i ? "," : "", item);
+        free (item);
+        free (text);
+        text = joined;
+    }
+    return text;
+}
+
+//  Key of a partition in the maps below; caller frees. Topic names hold
+//  no '/', so the key is unambiguous.
+static char *
+s_tp_key (const char *topic, int64_t partition)
+{
+    return zsys_sprintf ("%s/%" PRId64, topic, partition);
+}
+
+//  The group as get_group returns it, with the committed offsets of
+//  fetch_offsets: header, members, then every partition of every topic.
+static void
+s_print_group (const msgpack_object *group, const msgpack_object *offsets_array)
+{
+    const msgpack_object *topics = cvr_obj_get (group, "topics");
+    zlistx_t *topic_names = s_sorted_keys (topics);
+    size_t member_count;
+    const msgpack_object **members =
+        s_sorted_by (cvr_obj_get (group, "members"), "member_id", &member_count);
+
+    //  Header.
+    s_table_t *table = s_table_new (2);
+    char *text = s_field_text (group, "group_id");
+    s_kv_add (table, "group", text);
+    free (text);
+    text = s_field_text (group, "generation");
+    s_kv_add (table, "generation", text);
+    free (text);
+    text = s_field_text (group, "assignor");
+    s_kv_add (table, "assignor", text);
+    free (text);
+    text = strdup ("");
+    for (char *name = (char *) zlistx_first (topic_names); name;
+         name = (char *) zlistx_next (topic_names)) {
+        char *joined = zsys_sprintf ("%s%s%s (%" PRId64 ")", text, *text ? ", " : "",
+                                     name, cvr_obj_get_int (topics, name, 0));
+        free (text);
+        text = joined;
+    }
+    s_kv_add (table, "topics", *text ? text : NULL);
+    free (text);
+    s_kv_addf (table, "members", "%zu", member_count);
+    s_table_print (table, stdout, "");
+    s_table_destroy (&table);
+
+    //  Members, and who owns what.
+    zhashx_t *owners = zhashx_new ();
+    zhashx_set_destructor (owners, (zhashx_destructor_fn *) zstr_free);
+    table = s_table_new (6);
+    s_table_add (table, "MEMBER", "INSTANCE", "SERVICE", "TOPICS",
+                 "PARTITIONS", "ASSIGNMENT");
+    for (size_t i = 0; i < member_count; i++) {
+        const msgpack_object *member = members [i];
+        char *id = s_field_text (member, "member_id");
+        char *instance = cvr_obj_get_strdup (member, "instance_id");
+        //  The registered service that keeps the member alive, else the
+        //  service name it gave as a label.
+        char *service = cvr_obj_get_strdup (member, "service_id");
+        if (!service)
+            service = cvr_obj_get_strdup (member, "service_name");
+        char *member_topics = s_str_array_text (cvr_obj_get (member, "topics"));
+        const msgpack_object *assignment = cvr_obj_get (member, "assignment");
+        s_tp_list_t owned = s_tp_list_read (assignment, false);
+        char count [24];
+        snprintf (count, sizeof count, "%zu", owned.count);
+        char *assigned = s_assignment_text (assignment);
+        s_table_add (table, id, instance, service, member_topics, count, assigned);
+        for (size_t j = 0; j < owned.count; j++) {
+            //  Two owners would break the protocol's invariant: show both.
+            char *key = s_tp_key (owned.items [j].topic, owned.items [j].partition);
+            const char *other = (const char *) zhashx_lookup (owners, key);
+            zhashx_update (owners, key, other
+                           ? zsys_sprintf ("%s,%s", other, id) : strdup (id));
+            free (key);
+        }
+        s_tp_list_clear (&owned);
+        free (id);
+        free (instance);
+        free (service);
+        free (member_topics);
+        free (assigned);
+    }
+    printf ("\n");
+    s_table_print (table, stdout, "");
+    s_table_destroy (&table);
+
+    //  Every partition of every topic, then committed offsets outside
+    //  them (a topic no member subscribes to any more).
+    s_tp_list_t offsets = s_tp_list_read (offsets_array, true);
+    zhashx_t *committed = zhashx_new ();
+    zhashx_set_destructor (committed, (zhashx_destructor_fn *) zstr_free);
+    for (size_t i = 0; i < offsets.count; i++) {
+        char *key = s_tp_key (offsets.items [i].topic, offsets.items [i].partition);
+        zhashx_update (committed, key,
+                       zsys_sprintf ("%" PRId64, offsets.items [i].offset));
+        free (key);
+    }
+    table = s_table_new (4);
+    s_table_add (table, "TOPIC", "PARTITION", "OWNER", "COMMITTED");
+    for (char *name = (char *) zlistx_first (topic_names); name;
+         name = (char *) zlistx_next (topic_names)) {
+        int64_t partitions = cvr_obj_get_int (topics, name, 0);
+        for (int64_t p = 0; p < partitions; p++) {
+            char *key = s_tp_key (name, p);
+            char number [24];
+            snprintf (number, sizeof number, "%" PRId64, p);
+            s_table_add (table, name, number,
+                         (const char *) zhashx_lookup (owners, key),
+                         (const char *) zhashx_lookup (committed, key));
+            zhashx_delete (committed, key);
+            free (key);
+        }
+    }
+    for (size_t i = 0; i < offsets.count; i++) {
+        char *key = s_tp_key (offsets.items [i].topic, offsets.items [i].partition);
+        const char *offset = (const char *) zhashx_lookup (committed, key);
+        if (offset) {
+            char number [24];
+            snprintf (number, sizeof number, "%" PRId64, offsets.items [i].partition);
+            s_table_add (table, offsets.items [i].topic, number,
+                         (const char *) zhashx_lookup (owners, key), offset);
+            zhashx_delete (committed, key);
+        }
+        free (key);
+    }
+    printf ("\n");
+    s_table_print (table, stdout, "");
+    s_table_destroy (&table);
+
+    s_tp_list_clear (&offsets);
+    zhashx_destroy (&committed);
+    zhashx_destroy (&owners);
+    free (members);
+    zlistx_destroy (&topic_names);
+}
+
+static void
+s_print_group_deleted (s_ctl_t *self, const msgpack_object *reply)
+{
+    printf ("deleted group %s\n", self->subject);
+}
+
+static int
+s_cmd_group (s_ctl_t *self, int argc, char **argv)
+{
+    int rc = s_parse_plain (self, argc, argv, 1, 2);
+    if (rc >= 0)
+        return rc;
+    //  One operand is always a group id, so a group may be named "delete".
+    if (argc - optind == 2) {
+        if (strneq (argv [optind], "delete"))
+            return s_usage_error (self, "unexpected argument '%s'", argv [optind + 1]);
+        self->subject = argv [optind + 1];
+        cvr_wr_t *w = s_request_new ("delete_group");
+        cvr_wr_kstr (w, "group_id", self->subject);
+        return s_request (self, w, s_print_group_deleted);
+    }
+    self->subject = argv [optind];
+    rc = s_EXIT_OK;
+    cvr_wr_t *w = s_request_new ("get_group");
+    cvr_wr_kstr (w, "group_id", self->subject);
+    cvr_msg_t *group = s_call (self, &w, &rc);
+    if (!group)
+        return rc;
+    w = s_request_new ("fetch_offsets");
+    cvr_wr_kstr (w, "group_id", self->subject);
+    cvr_msg_t *offsets = s_call (self, &w, &rc);
+    if (!offsets) {
+        cvr_msg_destroy (&group);
+        return rc;
+    }
+    const msgpack_object *g = cvr_obj_get (cvr_msg_root (group), "group");
+    const msgpack_object *o = cvr_obj_get (cvr_msg_root (offsets), "offsets");
+    if (self->json) {
+        json_t *value = json_object ();
+        if (value) {
+            json_object_set_new (value, "group", cvr_json_from_msgpack (g));
+            json_object_set_new (value, "offsets", cvr_json_from_msgpack (o));
+        }
+        rc = s_print_json (value);
+    }
+    else
+    if (!g || g->type != MSGPACK_OBJECT_MAP) {
+        fprintf (stderr, s_PROG ": the reply holds no valid group\n");
+        rc = s_EXIT_SERVER;
+    }
+    else
+        s_print_group (g, o);
+    cvr_msg_destroy (&group);
+    cvr_msg_destroy (&offsets);
+    return rc;
+}
+
+static int
+s_cmd_offsets (s_ctl_t *self, int argc, char **argv)
+{
+    static struct option options [] = {
+        { "topic", required_argument, NULL, 'T' },
+        s_HELP_OPTION, { 0 }
+    };
+    const char *topic = NULL;
+    s_getopt_reset ();
+    int c;
+    while ((c = getopt_long (argc, argv, ":h", options, NULL)) != -1)
+        switch (c) {
+            case 'T': topic = optarg; break;
+            case 'h': return s_command_help (self);
+            default: return s_bad_option (self, c, argv, options);
+        }
+    if (argc - optind != 1)
+        return s_usage_error (self, argc == optind
+                              ? "missing group id" : "too many arguments");
+    int rc = s_EXIT_OK;
+    cvr_wr_t *w = s_request_new ("fetch_offsets");
+    cvr_wr_kstr (w, "group_id", argv [optind]);
+    cvr_msg_t *reply = s_call (self, &w, &rc);
+    if (!reply)
+        return rc;
+    const msgpack_object *root = cvr_msg_root (reply);
+    if (self->json) {
+        json_t *value = cvr_json_from_reply (root);
+        json_t *all = value ? json_object_get (value, "offsets") : NULL;
+        if (topic && json_is_array (all)) {
+            //  The reply as it came, only the offsets filtered.
+            json_t *kept = json_array ();
+            size_t i;
+            json_t *entry;
+            json_array_foreach (all, i, entry) {
+                const char *name = json_string_value (json_array_get (entry, 0));
+                if (name && streq (name, topic))
+                    json_array_append (kept, entry);
+            }
+            json_object_set_new (value, "offsets", kept);
+        }
+        rc = s_print_json (value);
+    }
+    else {
+        s_tp_list_t offsets = s_tp_list_read (cvr_obj_get (root, "offsets"), true);
+        s_table_t *table = s_table_new (3);
+        s_table_add (table, "TOPIC", "PARTITION", "OFFSET");
+        for (size_t i = 0; i < offsets.count; i++) {
+            if (topic && strneq (offsets.items [i].topic, topic))
+                continue;
+            char partition [24], offset [24];
+            snprintf (partition, sizeof partition, "%" PRId64, offsets.items [i].partition);
+            snprintf (offset, sizeof offset, "%" PRId64, offsets.items [i].offset);
+            s_table_add (table, offsets.items [i].topic, partition, offset);
+        }
+        s_table_print (table, stdout, "");
+        s_table_destroy (&table);
+        s_tp_list_clear (&offsets);
+    }
+    cvr_msg_destroy (&reply);
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
 //  watch
 
-//  One event as one line of text.
+//  An assignment event's members as "(m1=4 m2=3)": partitions per
+//  member, in member order, the first few only.
+#define s_WATCH_MEMBERS 8
+
+static void
+s_print_assignment_counts (const msgpack_object *assignments)
+{
+    zlistx_t *members = s_sorted_keys (assignments);
+    size_t count = zlistx_size (members), shown = 0;
+    if (count)
+        printf (" (");
+    for (char *member = (char *) zlistx_first (members);
+         member && shown < s_WATCH_MEMBERS;
+         member = (char *) zlistx_next (members), shown++) {
+        const msgpack_object *assignment = cvr_obj_get (assignments, member);
+        printf ("%s%s=%u", shown ? " " : "", member,
+                assignment && assignment->type == MSGPACK_OBJECT_ARRAY
+                    ? assignment->via.array.size : 0);
+    }
+    if (count > shown)
+        printf (" +%zu more", count - shown);
+    if (count)
+        printf (")");
+    zlistx_destroy (&members);
+}
+
+//  One event as one line of text: seq, topic, then what the event says.
+//    seq=3 service/orders/registered svc-1 healthy
+//    seq=5 group/g1/membership joined m2 gen=2
+//    seq=6 group/g1/assignment gen=2 assignor=sticky 2 members (m1=6 m2=6) reason=member joined
+//    seq=7 topic/orders/changed partitions=16
 static void
 s_print_event_human (const cvr_event_t *event)
 {
     const char *type = event->type ? event->type : "?";
     printf ("seq=%" PRIu64 " ", event->seq);
     if (streq (type, "snapshot")) {
-        printf ("snapshot %zu services\n",
-                event->services ? event->services->count : 0);
+        //  Services are all a snapshot holds; for other prefixes it only
+        //  marks where the live events start.
+        if (event->services)
+            printf ("snapshot %zu services\n", event->services->count);
+        else
+            printf ("snapshot\n");
         return;
     }
     printf ("%s", event->topic ? event->topic : "?");
@@ -922,10 +1485,16 @@ s_print_event_human (const cvr_event_t *event)
     const msgpack_object *map = body ? cvr_msg_root (body) : NULL;
     if (streq (type, "assignment")) {
         const msgpack_object *assignments = cvr_obj_get (map, "assignments");
-        printf (" generation=%" PRId64 " members=%u",
-                cvr_obj_get_int (map, "generation", 0),
-                assignments && assignments->type == MSGPACK_OBJECT_MAP
-                    ? assignments->via.map.size : 0);
+        if (assignments && assignments->type != MSGPACK_OBJECT_MAP)
+            assignments = NULL;
+        uint32_t members = assignments ? assignments->via.map.size : 0;
+        printf (" gen=%" PRId64, cvr_obj_get_int (map, "generation", 0));
+        char *assignor = cvr_obj_get_strdup (map, "assignor");
+        if (assignor)
+            printf (" assignor=%s", assignor);
+        free (assignor);
+        printf (" %u member%s", members, members == 1 ? "" : "s");
+        s_print_assignment_counts (assignments);
         char *reason = cvr_obj_get_strdup (map, "reason");
         if (reason)
             printf (" reason=%s", reason);
@@ -933,14 +1502,18 @@ s_print_event_human (const cvr_event_t *event)
     }
     else
     if (cvr_obj_get (map, "member_id")) {
+        //  membership: joined, left, expired or fenced
         char *member = s_field_text (map, "member_id");
-        printf (" %s %s generation=%" PRId64, type, member,
+        printf (" %s %s gen=%" PRId64, type, member,
                 cvr_obj_get_int (map, "generation", 0));
         free (member);
     }
     else
     if (cvr_obj_get (map, "partitions"))
         printf (" partitions=%" PRId64, cvr_obj_get_int (map, "partitions", 0));
+    else
+        //  A kind of event this version does not know: its type at least.
+        printf (" %s", type);
     printf ("\n");
     cvr_msg_destroy (&body);
 }
@@ -1038,8 +1611,17 @@ static const s_command_t s_commands [] = {
     { "heartbeat", s_cmd_heartbeat, "ID [--health healthy|degraded|unhealthy]",
       "renew a service's lease, reporting its health" },
     { "deregister", s_cmd_deregister, "ID", "remove a service" },
+    { "topics", s_cmd_topics, "", "list topics and their partition counts" },
+    { "topic", s_cmd_topic, "create NAME N",
+      "create a topic with N partitions, or grow it to N (it never shrinks)" },
+    { "groups", s_cmd_groups, "", "list consumer groups" },
+    { "group", s_cmd_group, "ID | delete ID",
+      "show a group (members, assignments, each partition's owner and"
+      " committed offset), or delete an empty one" },
+    { "offsets", s_cmd_offsets, "GROUP [--topic T]",
+      "committed offsets of a group (of one topic with --topic)" },
     { "watch", s_cmd_watch, "[PREFIX]",
-      "print events under PREFIX (e.g. service/orders/) until interrupted" },
+      "print events under PREFIX (e.g. service/orders/, group/g1/, topic/) until interrupted" },
     { "stats", s_cmd_stats, "", "server counters; requests and errors by name" },
 };
 #define s_COMMANDS (sizeof s_commands / sizeof s_commands [0])

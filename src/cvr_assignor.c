@@ -102,3 +102,12 @@ cvr_tp_list_clear (cvr_tp_list_t *self)
     self->count = 0;
     self->capacity = 0;
 }
+
+bool
+cvr_assign_topic_ok (const cvr_assign_input_t *input, const cvr_assign_member_t *member,
+                     size_t i)
+{
+    uint32_t topic = member->topics [i];
+    return topic < input->topics_count
+        && (i == 0 || topic > member->topics [i - 1]);
+}

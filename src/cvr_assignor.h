@@ -73,6 +73,13 @@ const cvr_assignor_t *
 int
     cvr_assign_member_compare (const void *a, const void *b);
 
+//  True if member->topics [i] is a topic index in range and above the one
+//  before it (the header's promise; a broken caller must not make an
+//  assignor give a partition twice or read past the topics).
+bool
+    cvr_assign_topic_ok (const cvr_assign_input_t *input,
+                         const cvr_assign_member_t *member, size_t i);
+
 //  List helpers.
 void
     cvr_tp_list_push (cvr_tp_list_t *self, uint32_t topic, uint32_t partition);

@@ -11,18 +11,6 @@
 
 #include <stdlib.h>
 
-//  Whether member's i-th topic index is usable: in range and strictly
-//  ascending (the header promises it; a broken caller must not make us
-//  assign a partition twice or read past the topics).
-static bool
-s_topic_ok (const cvr_assign_input_t *input, const cvr_assign_member_t *member,
-            size_t i)
-{
-    uint32_t topic = member->topics [i];
-    return topic < input->topics_count
-        && (i == 0 || topic > member->topics [i - 1]);
-}
-
 static int
 s_assign (const cvr_assign_input_t *input, cvr_tp_list_t *out)
 {
@@ -42,7 +30,7 @@ s_assign (const cvr_assign_input_t *input, cvr_tp_list_t *out)
     for (size_t m = 0; m < input->members_count; m++) {
         const cvr_assign_member_t *member = &input->members [m];
         for (size_t i = 0; i < member->topics_count; i++)
-            if (s_topic_ok (input, member, i))
+            if (cvr_assign_topic_ok (input, member, i))
                 subscribers [member->topics [i]]++;
     }
     //  Members in order, each member's topics ascending: every list comes
@@ -50,7 +38,7 @@ s_assign (const cvr_assign_input_t *input, cvr_tp_list_t *out)
     for (size_t m = 0; m < input->members_count; m++) {
         const cvr_assign_member_t *member = &input->members [m];
         for (size_t i = 0; i < member->topics_count; i++) {
-            if (!s_topic_ok (input, member, i))
+            if (!cvr_assign_topic_ok (input, member, i))
                 continue;
             uint32_t topic = member->topics [i];
             size_t partitions = input->topics [topic].partitions;

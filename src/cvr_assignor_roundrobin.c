@@ -18,16 +18,6 @@
 
 #include <stdlib.h>
 
-//  Same check as the range assignor's: in range and strictly ascending.
-static bool
-s_topic_ok (const cvr_assign_input_t *input, const cvr_assign_member_t *member,
-            size_t i)
-{
-    uint32_t topic = member->topics [i];
-    return topic < input->topics_count
-        && (i == 0 || topic > member->topics [i - 1]);
-}
-
 //  Index of the first entry of list (ascending, count > 0) that is >= key,
 //  or 0 when there is none: the circular "next at or after".
 static size_t
@@ -69,7 +59,7 @@ s_assign (const cvr_assign_input_t *input, cvr_tp_list_t *out)
     for (size_t m = 0; m < members_count; m++) {
         const cvr_assign_member_t *member = &input->members [m];
         for (size_t i = 0; i < member->topics_count; i++)
-            if (s_topic_ok (input, member, i))
+            if (cvr_assign_topic_ok (input, member, i))
                 start [member->topics [i] + 1]++;
     }
     for (size_t t = 0; t < topics_count; t++)
@@ -77,7 +67,7 @@ s_assign (const cvr_assign_input_t *input, cvr_tp_list_t *out)
     for (size_t m = 0; m < members_count; m++) {
         const cvr_assign_member_t *member = &input->members [m];
         for (size_t i = 0; i < member->topics_count; i++)
-            if (s_topic_ok (input, member, i)) {
+            if (cvr_assign_topic_ok (input, member, i)) {
                 uint32_t topic = member->topics [i];
                 subscribers [start [topic] + fill [topic]++] = m;
             }

@@ -234,16 +234,6 @@ s_assign_topic (s_sticky_t *self, uint32_t topic, cvr_tp_list_t *out)
         self->pos [list [i]] = NONE;
 }
 
-//  Same check as the other assignors': in range and strictly ascending.
-static bool
-s_topic_ok (const cvr_assign_input_t *input, const cvr_assign_member_t *member,
-            size_t i)
-{
-    uint32_t topic = member->topics [i];
-    return topic < input->topics_count
-        && (i == 0 || topic > member->topics [i - 1]);
-}
-
 static void
 s_sticky_free (s_sticky_t *self)
 {
@@ -289,7 +279,7 @@ s_sticky_init (s_sticky_t *self, const cvr_assign_input_t *input)
     for (size_t m = 0; m < members_count; m++) {
         const cvr_assign_member_t *member = &input->members [m];
         for (size_t i = 0; i < member->topics_count; i++)
-            if (s_topic_ok (input, member, i))
+            if (cvr_assign_topic_ok (input, member, i))
                 self->sub_start [member->topics [i] + 1]++;
         for (size_t i = 0; i < member->previous_count; i++)
             if (member->previous [i].topic < topics_count)
@@ -316,7 +306,7 @@ s_sticky_init (s_sticky_t *self, const cvr_assign_input_t *input)
     for (size_t m = 0; m < members_count; m++) {
         const cvr_assign_member_t *member = &input->members [m];
         for (size_t i = 0; i < member->topics_count; i++)
-            if (s_topic_ok (input, member, i)) {
+            if (cvr_assign_topic_ok (input, member, i)) {
                 uint32_t t = member->topics [i];
                 self->subs [self->sub_start [t] + sub_fill [t]++] = m;
             }

@@ -1,4 +1,4 @@
-/*  cvr_client.c: synchronous client for the registry operations.
+/*  cvr_client.c: synchronous client for the registry and group operations.
 
     Every operation builds its request map, hands it to cvr_client_call
     (the one path that sends, matches the reply by rid and turns a failure
@@ -765,4 +765,599 @@ cvr_client_stats (cvr_client_t *self, cvr_stats_t **stats)
     }
     *stats = result;
     return CVR_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Topics, groups and offsets: result types
+
+static int
+s_cmp_partition (const void *a, const void *b)
+{
+    const cvr_partition_t *x = (const cvr_partition_t *) a;
+    const cvr_partition_t *y = (const cvr_partition_t *) b;
+    int rc = strcmp (x->topic, y->topic);
+    return rc ? rc : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+void
+cvr_assignment_clear (cvr_assignment_t *self)
+{
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->count; i++)
+        free (self->items [i].topic);
+    free (self->items);
+    self->items = NULL;
+    self->count = 0;
+}
+
+void
+cvr_assignment_destroy (cvr_assignment_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_assignment_clear (*self_p);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+cvr_assignment_t *
+cvr_assignment_dup (const cvr_assignment_t *self)
+{
+    cvr_assignment_t *copy = (cvr_assignment_t *) zmalloc (sizeof (cvr_assignment_t));
+    if (self && self->count) {
+        copy->items = (cvr_partition_t *) zmalloc (self->count * sizeof (cvr_partition_t));
+        for (size_t i = 0; i < self->count; i++)
+            copy->items [i] = (cvr_partition_t) { strdup (self->items [i].topic),
+                                                  self->items [i].partition };
+        copy->count = self->count;
+    }
+    return copy;
+}
+
+bool
+cvr_assignment_contains (const cvr_assignment_t *self, const char *topic,
+                         int32_t partition)
+{
+    if (!self || !topic || !self->count)
+        return false;
+    cvr_partition_t key = { (char *) topic, partition };
+    return bsearch (&key, self->items, self->count, sizeof (cvr_partition_t),
+                    s_cmp_partition) != NULL;
+}
+
+void
+cvr_committed_list_destroy (cvr_committed_list_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_committed_list_t *self = *self_p;
+    for (size_t i = 0; i < self->count; i++)
+        free (self->items [i].topic);
+    free (self->items);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_topic_infos_free (cvr_topic_info_t *items, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free (items [i].name);
+    free (items);
+}
+
+void
+cvr_topic_list_destroy (cvr_topic_list_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    s_topic_infos_free ((*self_p)->items, (*self_p)->count);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+static void
+s_names_free (char **names, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free (names [i]);
+    free (names);
+}
+
+void
+cvr_join_result_clear (cvr_join_result_t *self)
+{
+    if (!self)
+        return;
+    free (self->group_id);
+    free (self->member_id);
+    cvr_assignment_clear (&self->assignment);
+    s_names_free (self->members, self->members_count);
+    memset (self, 0, sizeof (cvr_join_result_t));
+}
+
+void
+cvr_group_destroy (cvr_group_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_group_t *self = *self_p;
+    for (size_t i = 0; i < self->members_count; i++) {
+        cvr_group_member_t *member = &self->members [i];
+        free (member->member_id);
+        free (member->service_name);
+        free (member->service_id);
+        free (member->instance_id);
+        s_names_free (member->topics, member->topics_count);
+        cvr_assignment_clear (&member->assignment);
+    }
+    free (self->members);
+    s_topic_infos_free (self->topics, self->topics_count);
+    free (self->group_id);
+    free (self->assignor);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+cvr_group_list_destroy (cvr_group_list_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_group_list_t *self = *self_p;
+    for (size_t i = 0; i < self->count; i++)
+        free (self->items [i].group_id);
+    free (self->items);
+    free (self);
+    *self_p = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Topics, groups and offsets: reading replies
+//
+//  Each reader fills its output (which the caller zeroed) and returns 0,
+//  or -1 when the object is not of the promised shape; what it filled
+//  before failing is still owned by the output, so the caller's usual
+//  destructor frees it.
+
+//  A partition number: an integer in 0..INT32_MAX.
+static int
+s_read_partition_number (const msgpack_object *o, int32_t *partition)
+{
+    int64_t value;
+    if (cvr_obj_int (o, &value) || value < 0 || value > INT32_MAX)
+        return -1;
+    *partition = (int32_t) value;
+    return 0;
+}
+
+//  [[topic, partition], ...] into a sorted assignment.
+static int
+s_read_assignment (const msgpack_object *o, cvr_assignment_t *assignment)
+{
+    if (!o || o->type != MSGPACK_OBJECT_ARRAY)
+        return -1;
+    uint32_t size = o->via.array.size;
+    if (size)
+        assignment->items = (cvr_partition_t *) zmalloc (size * sizeof (cvr_partition_t));
+    for (uint32_t i = 0; i < size; i++) {
+        const msgpack_object *pair = &o->via.array.ptr [i];
+        if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2)
+            return -1;
+        cvr_partition_t *item = &assignment->items [assignment->count];
+        if (!(item->topic = cvr_obj_strdup (&pair->via.array.ptr [0])))
+            return -1;
+        assignment->count++;
+        if (s_read_partition_number (&pair->via.array.ptr [1], &item->partition))
+            return -1;
+    }
+    //  The server sends it sorted; sorting again makes the promise ours.
+    if (assignment->count > 1)
+        qsort (assignment->items, assignment->count, sizeof (cvr_partition_t),
+               s_cmp_partition);
+    return 0;
+}
+
+//  An array of strings.
+static int
+s_read_names (const msgpack_object *o, char ***names, size_t *count)
+{
+    if (!o || o->type != MSGPACK_OBJECT_ARRAY)
+        return -1;
+    *names = (char **) zmalloc ((o->via.array.size + 1) * sizeof (char *));
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        char *name = cvr_obj_strdup (&o->via.array.ptr [i]);
+        if (!name)
+            return -1;
+        (*names) [(*count)++] = name;
+    }
+    return 0;
+}
+
+static int
+s_cmp_topic_info (const void *a, const void *b)
+{
+    return strcmp (((const cvr_topic_info_t *) a)->name,
+                   ((const cvr_topic_info_t *) b)->name);
+}
+
+//  {name: partitions} into an array sorted by name.
+static int
+s_read_topic_map (const msgpack_object *o, cvr_topic_info_t **items, size_t *count)
+{
+    if (!o || !cvr_obj_is_str_map (o))
+        return -1;
+    uint32_t size = o->via.map.size;
+    *items = (cvr_topic_info_t *) zmalloc ((size + 1) * sizeof (cvr_topic_info_t));
+    for (uint32_t i = 0; i < size; i++) {
+        cvr_topic_info_t *item = &(*items) [*count];
+        if (!(item->name = cvr_obj_strdup (&o->via.map.ptr [i].key)))
+            return -1;
+        (*count)++;
+        if (cvr_obj_int (&o->via.map.ptr [i].val, &item->partitions))
+            return -1;
+    }
+    if (*count > 1)
+        qsort (*items, *count, sizeof (cvr_topic_info_t), s_cmp_topic_info);
+    return 0;
+}
+
+//  One member map of a get_group reply.
+static int
+s_read_group_member (const msgpack_object *o, cvr_group_member_t *member)
+{
+    if (!o || !cvr_obj_is_str_map (o))
+        return -1;
+    member->member_id = cvr_obj_get_strdup (o, "member_id");
+    member->service_name = cvr_obj_get_strdup (o, "service_name");
+    member->service_id = cvr_obj_get_strdup (o, "service_id");
+    member->instance_id = cvr_obj_get_strdup (o, "instance_id");
+    member->joined_at = cvr_obj_get_int (o, "joined_at", 0);
+    member->last_heartbeat_at = cvr_obj_get_int (o, "last_heartbeat_at", 0);
+    member->session_timeout_ms = cvr_obj_get_int (o, "session_timeout_ms", 0);
+    if (!member->member_id
+    ||  s_read_names (cvr_obj_get (o, "topics"), &member->topics, &member->topics_count)
+    ||  s_read_assignment (cvr_obj_get (o, "assignment"), &member->assignment))
+        return -1;
+    return 0;
+}
+
+//  The "group" map of a get_group reply; NULL when it is not one.
+static cvr_group_t *
+s_read_group (const msgpack_object *o)
+{
+    if (!o || !cvr_obj_is_str_map (o))
+        return NULL;
+    cvr_group_t *group = (cvr_group_t *) zmalloc (sizeof (cvr_group_t));
+    group->group_id = cvr_obj_get_strdup (o, "group_id");
+    group->assignor = cvr_obj_get_strdup (o, "assignor");
+    const msgpack_object *members = cvr_obj_get (o, "members");
+    bool valid = group->group_id
+              && cvr_obj_int (cvr_obj_get (o, "generation"), &group->generation) == 0
+              && s_read_topic_map (cvr_obj_get (o, "topics"), &group->topics,
+                                   &group->topics_count) == 0
+              && members && members->type == MSGPACK_OBJECT_ARRAY;
+    if (valid) {
+        uint32_t size = members->via.array.size;
+        group->members = (cvr_group_member_t *) zmalloc (
+            (size + 1) * sizeof (cvr_group_member_t));
+        for (uint32_t i = 0; i < size && valid; i++) {
+            //  Counted first, so the destructor frees a half-read member.
+            group->members_count++;
+            valid = s_read_group_member (&members->via.array.ptr [i],
+                                         &group->members [i]) == 0;
+        }
+    }
+    if (!valid)
+        cvr_group_destroy (&group);
+    return group;
+}
+
+//  [[topic, partition, offset], ...] into an offset list (order kept).
+static cvr_committed_list_t *
+s_read_offsets (const msgpack_object *o)
+{
+    if (!o || o->type != MSGPACK_OBJECT_ARRAY)
+        return NULL;
+    cvr_committed_list_t *list = (cvr_committed_list_t *) zmalloc (sizeof (cvr_committed_list_t));
+    uint32_t size = o->via.array.size;
+    if (size)
+        list->items = (cvr_committed_t *) zmalloc (size * sizeof (cvr_committed_t));
+    for (uint32_t i = 0; i < size; i++) {
+        const msgpack_object *entry = &o->via.array.ptr [i];
+        cvr_committed_t *item = &list->items [list->count];
+        if (entry->type != MSGPACK_OBJECT_ARRAY || entry->via.array.size != 3
+        ||  !(item->topic = cvr_obj_strdup (&entry->via.array.ptr [0]))) {
+            cvr_committed_list_destroy (&list);
+            return NULL;
+        }
+        list->count++;
+        if (s_read_partition_number (&entry->via.array.ptr [1], &item->partition)
+        ||  cvr_obj_int (&entry->via.array.ptr [2], &item->offset)
+        ||  item->offset < -1) {
+            cvr_committed_list_destroy (&list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+//  --------------------------------------------------------------------------
+//  Topics, groups and offsets: operations
+
+cvr_err_t
+cvr_client_create_topic (cvr_client_t *self, const char *topic, int64_t partitions,
+                         int64_t *granted)
+{
+    assert (self);
+    cvr_wr_t *w = s_request (self, "create_topic");
+    cvr_wr_kstr (w, "topic", topic);
+    cvr_wr_kint (w, "partitions", partitions);
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply)
+        return self->error;
+    int64_t count;
+    int rc = cvr_obj_int (cvr_obj_get (cvr_msg_root (reply), "partitions"), &count);
+    cvr_msg_destroy (&reply);
+    if (rc)
+        return s_bad_reply (self, "create_topic", "partitions");
+    if (granted)
+        *granted = count;
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_client_list_topics (cvr_client_t *self, cvr_topic_list_t **list)
+{
+    assert (self);
+    assert (list);
+    *list = NULL;
+    cvr_msg_t *reply = cvr_client_call (self, s_request (self, "list_topics"));
+    if (!reply)
+        return self->error;
+    cvr_topic_list_t *result = (cvr_topic_list_t *) zmalloc (sizeof (cvr_topic_list_t));
+    int rc = s_read_topic_map (cvr_obj_get (cvr_msg_root (reply), "topics"),
+                               &result->items, &result->count);
+    cvr_msg_destroy (&reply);
+    if (rc) {
+        cvr_topic_list_destroy (&result);
+        return s_bad_reply (self, "list_topics", "topics");
+    }
+    *list = result;
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_client_join_group (cvr_client_t *self, const char *group_id,
+                       const char *const *topics, size_t topics_count,
+                       const cvr_join_options_t *options, cvr_join_result_t *result)
+{
+    assert (self);
+    assert (result);
+    memset (result, 0, sizeof (cvr_join_result_t));
+    cvr_wr_t *w = s_request (self, "join_group");
+    cvr_wr_kstr (w, "group_id", group_id);
+    cvr_wr_str (w, "topics");
+    cvr_wr_array (w);
+    for (size_t i = 0; i < topics_count; i++)
+        cvr_wr_str (w, topics [i]);
+    cvr_wr_close (w);
+    if (options) {
+        if (options->member_id && *options->member_id)
+            cvr_wr_kstr (w, "member_id", options->member_id);
+        if (options->service_name)
+            cvr_wr_kstr (w, "service_name", options->service_name);
+        if (options->service_id)
+            cvr_wr_kstr (w, "service_id", options->service_id);
+        if (options->instance_id)
+            cvr_wr_kstr (w, "instance_id", options->instance_id);
+        if (options->session_timeout_ms > 0)
+            cvr_wr_kint (w, "session_timeout_ms", options->session_timeout_ms);
+        if (options->assignor)
+            cvr_wr_kstr (w, "assignor", options->assignor);
+    }
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    result->group_id = cvr_obj_get_strdup (root, "group_id");
+    result->member_id = cvr_obj_get_strdup (root, "member_id");
+    bool valid = result->group_id && result->member_id
+              && cvr_obj_int (cvr_obj_get (root, "generation"), &result->generation) == 0
+              && s_read_assignment (cvr_obj_get (root, "assignment"), &result->assignment) == 0
+              && s_read_names (cvr_obj_get (root, "members"), &result->members,
+                               &result->members_count) == 0;
+    cvr_msg_destroy (&reply);
+    if (!valid) {
+        cvr_join_result_clear (result);
+        return s_bad_reply (self, "join_group",
+                            "group_id, member_id, generation, assignment or members");
+    }
+    return CVR_OK;
+}
+
+//  The operations whose request is group_id and member_id, and whose
+//  reply carries nothing.
+static cvr_err_t
+s_member_call (cvr_client_t *self, const char *op, const char *group_id,
+               const char *member_id)
+{
+    cvr_wr_t *w = s_request (self, op);
+    cvr_wr_kstr (w, "group_id", group_id);
+    if (member_id)
+        cvr_wr_kstr (w, "member_id", member_id);
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    cvr_msg_destroy (&reply);
+    return self->error;
+}
+
+cvr_err_t
+cvr_client_leave_group (cvr_client_t *self, const char *group_id, const char *member_id)
+{
+    assert (self);
+    return s_member_call (self, "leave_group", group_id, member_id);
+}
+
+cvr_err_t
+cvr_client_group_heartbeat (cvr_client_t *self, const char *group_id,
+                            const char *member_id, int64_t generation,
+                            int64_t *current, cvr_assignment_t **assignment)
+{
+    assert (self);
+    if (assignment)
+        *assignment = NULL;
+    cvr_wr_t *w = s_request (self, "group_heartbeat");
+    cvr_wr_kstr (w, "group_id", group_id);
+    cvr_wr_kstr (w, "member_id", member_id);
+    cvr_wr_kint (w, "generation", generation);
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    int64_t now_generation;
+    if (cvr_obj_int (cvr_obj_get (root, "generation"), &now_generation)) {
+        cvr_msg_destroy (&reply);
+        return s_bad_reply (self, "group_heartbeat", "generation");
+    }
+    const msgpack_object *stale = cvr_obj_get (root, "assignment");
+    cvr_assignment_t *taken = NULL;
+    if (stale) {
+        taken = (cvr_assignment_t *) zmalloc (sizeof (cvr_assignment_t));
+        if (s_read_assignment (stale, taken)) {
+            cvr_assignment_destroy (&taken);
+            cvr_msg_destroy (&reply);
+            return s_bad_reply (self, "group_heartbeat", "assignment");
+        }
+    }
+    cvr_msg_destroy (&reply);
+    if (current)
+        *current = now_generation;
+    if (assignment)
+        *assignment = taken;
+    else
+        cvr_assignment_destroy (&taken);
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_client_get_group (cvr_client_t *self, const char *group_id, cvr_group_t **group,
+                      uint64_t *seq)
+{
+    assert (self);
+    assert (group);
+    *group = NULL;
+    cvr_wr_t *w = s_request (self, "get_group");
+    cvr_wr_kstr (w, "group_id", group_id);
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    *group = s_read_group (cvr_obj_get (root, "group"));
+    if (seq)
+        *seq = s_get_uint (root, "seq", 0);
+    cvr_msg_destroy (&reply);
+    return *group ? CVR_OK : s_bad_reply (self, "get_group", "group");
+}
+
+cvr_err_t
+cvr_client_list_groups (cvr_client_t *self, cvr_group_list_t **list)
+{
+    assert (self);
+    assert (list);
+    *list = NULL;
+    cvr_msg_t *reply = cvr_client_call (self, s_request (self, "list_groups"));
+    if (!reply)
+        return self->error;
+    const msgpack_object *root = cvr_msg_root (reply);
+    const msgpack_object *groups = cvr_obj_get (root, "groups");
+    if (!groups || groups->type != MSGPACK_OBJECT_ARRAY) {
+        cvr_msg_destroy (&reply);
+        return s_bad_reply (self, "list_groups", "groups");
+    }
+    cvr_group_list_t *result = (cvr_group_list_t *) zmalloc (sizeof (cvr_group_list_t));
+    result->seq = s_get_uint (root, "seq", 0);
+    uint32_t size = groups->via.array.size;
+    if (size)
+        result->items = (cvr_group_summary_t *) zmalloc (size * sizeof (cvr_group_summary_t));
+    bool valid = true;
+    for (uint32_t i = 0; i < size && valid; i++) {
+        const msgpack_object *entry = &groups->via.array.ptr [i];
+        cvr_group_summary_t *item = &result->items [result->count];
+        item->group_id = cvr_obj_get_strdup (entry, "group_id");
+        if (item->group_id)
+            result->count++;
+        valid = item->group_id
+             && cvr_obj_int (cvr_obj_get (entry, "generation"), &item->generation) == 0
+             && cvr_obj_uint (cvr_obj_get (entry, "members"), &item->members) == 0;
+    }
+    cvr_msg_destroy (&reply);
+    if (!valid) {
+        cvr_group_list_destroy (&result);
+        return s_bad_reply (self, "list_groups", "group entry");
+    }
+    *list = result;
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_client_commit_offsets (cvr_client_t *self, const char *group_id,
+                           const char *member_id, int64_t generation,
+                           const cvr_committed_t *offsets, size_t count)
+{
+    assert (self);
+    assert (offsets || count == 0);
+    cvr_wr_t *w = s_request (self, "commit_offsets");
+    cvr_wr_kstr (w, "group_id", group_id);
+    cvr_wr_kstr (w, "member_id", member_id);
+    cvr_wr_kint (w, "generation", generation);
+    cvr_wr_str (w, "offsets");
+    cvr_wr_array (w);
+    for (size_t i = 0; i < count; i++) {
+        cvr_wr_array (w);
+        cvr_wr_str (w, offsets [i].topic);
+        cvr_wr_int (w, offsets [i].partition);
+        cvr_wr_int (w, offsets [i].offset);
+        cvr_wr_close (w);
+    }
+    cvr_wr_close (w);
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    cvr_msg_destroy (&reply);
+    return self->error;
+}
+
+cvr_err_t
+cvr_client_fetch_offsets (cvr_client_t *self, const char *group_id,
+                          const cvr_partition_t *partitions, size_t count,
+                          cvr_committed_list_t **offsets)
+{
+    assert (self);
+    assert (offsets);
+    *offsets = NULL;
+    cvr_wr_t *w = s_request (self, "fetch_offsets");
+    cvr_wr_kstr (w, "group_id", group_id);
+    if (partitions) {
+        cvr_wr_str (w, "partitions");
+        cvr_wr_array (w);
+        for (size_t i = 0; i < count; i++) {
+            cvr_wr_array (w);
+            cvr_wr_str (w, partitions [i].topic);
+            cvr_wr_int (w, partitions [i].partition);
+            cvr_wr_close (w);
+        }
+        cvr_wr_close (w);
+    }
+    cvr_msg_t *reply = cvr_client_call (self, w);
+    if (!reply)
+        return self->error;
+    *offsets = s_read_offsets (cvr_obj_get (cvr_msg_root (reply), "offsets"));
+    cvr_msg_destroy (&reply);
+    return *offsets ? CVR_OK : s_bad_reply (self, "fetch_offsets", "offsets");
+}
+
+cvr_err_t
+cvr_client_delete_group (cvr_client_t *self, const char *group_id)
+{
+    assert (self);
+    return s_member_call (self, "delete_group", group_id, NULL);
 }

@@ -461,6 +461,16 @@ s_find_service (cvr_server_t *self, const char *service_id,
     return CVR_NOT_FOUND;
 }
 
+//  The request's service_id and its service: BAD_REQUEST or NOT_FOUND.
+static cvr_err_t
+s_service_arg (cvr_server_t *self, const msgpack_object *req, char **service_id,
+               const cvr_service_t **service)
+{
+    if (s_get_name (self, req, "service_id", true, service_id))
+        return CVR_BAD_REQUEST;
+    return s_find_service (self, *service_id, service);
+}
+
 static cvr_err_t
 s_op_heartbeat (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
 {
@@ -493,10 +503,8 @@ static cvr_err_t
 s_op_deregister (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
 {
     char *service_id;
-    if (s_get_name (self, req, "service_id", true, &service_id))
-        return CVR_BAD_REQUEST;
     const cvr_service_t *service;
-    cvr_err_t rc = s_find_service (self, service_id, &service);
+    cvr_err_t rc = s_service_arg (self, req, &service_id, &service);
     if (rc)
         return rc;
     cvr_cmd_t cmd = { .type = CVR_CMD_DEREGISTER, .now = zclock_time (),
@@ -511,10 +519,8 @@ static cvr_err_t
 s_op_get_service (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
 {
     char *service_id;
-    if (s_get_name (self, req, "service_id", true, &service_id))
-        return CVR_BAD_REQUEST;
     const cvr_service_t *service;
-    cvr_err_t rc = s_find_service (self, service_id, &service);
+    cvr_err_t rc = s_service_arg (self, req, &service_id, &service);
     if (rc)
         return rc;
     cvr_wr_str (reply, "service");
