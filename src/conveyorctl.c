@@ -1019,11 +1019,10 @@ s_sorted_keys (const msgpack_object *map)
     return names;
 }
 
-//  The elements of an array of maps, ordered by the string field key.
+//  Orders two string objects by their bytes; anything else sorts last.
 static int
 s_obj_str_compare (const msgpack_object *a, const msgpack_object *b)
 {
-    //  Strings first, in byte order; anything else after them.
     bool a_str = a && a->type == MSGPACK_OBJECT_STR;
     bool b_str = b && b->type == MSGPACK_OBJECT_STR;
     if (!a_str || !b_str)

@@ -319,9 +319,7 @@ static void
 s_renew_session (cvr_groups_t *self, s_member_t *member, int64_t now)
 {
     member->last_heartbeat_at = now;
-    //  A member linked to a service lives as long as the service does.
-    if (!member->service_id)
-        cvr_deadlines_set (self->sessions, member->key, now + member->session_timeout_ms);
+    cvr_deadlines_set (self->sessions, member->key, now + member->session_timeout_ms);
 }
 
 static void
@@ -834,6 +832,15 @@ cvr_groups_heartbeat (cvr_groups_t *self, const char *group_id, const char *memb
     s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, group_id);
     s_renew_session (self, (s_member_t *) zhashx_lookup (group->members, member_id), now);
     return CVR_OK;
+}
+
+void
+cvr_groups_touch_service (cvr_groups_t *self, const char *service_id, int64_t now)
+{
+    zhashx_t *linked = cvr_index_get (self->by_service, service_id);
+    for (s_member_t *member = linked ? (s_member_t *) zhashx_first (linked) : NULL;
+         member; member = (s_member_t *) zhashx_next (linked))
+        s_renew_session (self, member, now);
 }
 
 bool

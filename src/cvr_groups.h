@@ -11,8 +11,9 @@
     per dirty group, which bumps the generation once and publishes one
     assignment event, however many changes came together.
 
-    Session deadlines of members not linked to a service live here too, in
-    a deadline heap derived from each member's last join or heartbeat.
+    Session deadlines live here too, in a deadline heap derived from each
+    member's last join or group heartbeat, or (for members linked to a
+    service) its service's last heartbeat, whichever came last.
 */
 #ifndef CVR_GROUPS_H_INCLUDED
 #define CVR_GROUPS_H_INCLUDED
@@ -81,6 +82,12 @@ void
 cvr_err_t
     cvr_groups_heartbeat (cvr_groups_t *self, const char *group_id,
                           const char *member_id, int64_t now);
+
+//  Soft state: a heartbeat (or register) of a service renews the sessions
+//  of the members linked to it (section 5: they are also kept alive by
+//  the service's heartbeats).
+void
+    cvr_groups_touch_service (cvr_groups_t *self, const char *service_id, int64_t now);
 
 //  A member whose session ran out by now: sets *group_id and *member_id
 //  (borrowed until the next change) and returns true. The caller applies

@@ -441,6 +441,8 @@ s_op_register (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
     const cvr_service_t *service = cvr_registry_lookup (
         cvr_state_registry (self->state), spec.service_id);
     cvr_leases_renew (self->leases, service);
+    cvr_groups_touch_service (cvr_state_groups (self->state), service->service_id,
+                              service->last_heartbeat_at);
     cvr_wr_kint (reply, "lease_ms", service->lease_ms);
     cvr_wr_str (reply, "service");
     cvr_proto_write_service (reply, service);
@@ -494,6 +496,7 @@ s_op_heartbeat (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
     else
         cvr_registry_touch (cvr_state_registry (self->state), service_id, now);
     cvr_leases_renew (self->leases, service);
+    cvr_groups_touch_service (cvr_state_groups (self->state), service_id, now);
     cvr_wr_kint (reply, "lease_ms", service->lease_ms);
     cvr_wr_kstr (reply, "health", cvr_health_name (service->health));
     return CVR_OK;

@@ -287,21 +287,51 @@ test_members_leave_with_their_service (void **state)
                                .join = &join }), CVR_OK);
     assert_int_equal (s_join (self, "g", "free", NULL, "t", NULL, 0), CVR_OK);
     s_flush (self, 0);
-    //  Its own session would have run out long ago: the service keeps it.
+    //  The service's heartbeats keep the linked member; the other one's
+    //  session (1000 ms) runs out on its own.
     const char *group_id, *member_id;
-    assert_true (cvr_groups_next_expired (s_groups (self), 5000, &group_id, &member_id));
-    assert_string_equal (member_id, "free");
-    assert_int_equal (s_apply (self, (cvr_cmd_t) { .type = CVR_CMD_SESSION_EXPIRE,
-        .now = 5000, .group_id = group_id, .member_id = member_id }), CVR_OK);
-    assert_false (cvr_groups_next_expired (s_groups (self), 50000, &group_id, &member_id));
-    //  The service expires: the member leaves as expired.
+    for (int64_t t = 90; t <= 1980; t += 90) {
+        cvr_groups_touch_service (s_groups (self), "svc", t);
+        if (cvr_groups_next_expired (s_groups (self), t, &group_id, &member_id)) {
+            assert_int_equal (t, 1080);
+            assert_string_equal (member_id, "free");
+            assert_int_equal (s_apply (self, (cvr_cmd_t) { .type = CVR_CMD_SESSION_EXPIRE,
+                .now = t, .group_id = group_id, .member_id = member_id }), CVR_OK);
+        }
+    }
+    assert_int_equal (cvr_groups_members (s_groups (self)), 1);
+    //  The service expires: the member leaves with it, as expired.
     self->events [0] = 0;
-    assert_int_equal (s_apply (self, (cvr_cmd_t) { .type = CVR_CMD_EXPIRE, .now = 6000,
+    assert_int_equal (s_apply (self, (cvr_cmd_t) { .type = CVR_CMD_EXPIRE, .now = 2000,
                                .service_id = "svc" }), CVR_OK);
     assert_non_null (strstr (self->events, "service/w/expired expired gen=-1; "
                              "group/g/membership expired linked"));
     assert_int_equal (cvr_groups_members (s_groups (self)), 0);
     assert_int_equal (cvr_groups_members_expired (s_groups (self)), 2);
+    assert_false (cvr_groups_next_expired (s_groups (self), 50000, &group_id, &member_id));
+    s_destroy (&self);
+}
+
+//  A service that stops heartbeating no longer keeps its members: their
+//  own session runs out (long before the service's two leases).
+static void
+test_linked_member_expires_when_its_service_goes_quiet (void **state)
+{
+    fx_t *self = s_new (10, 10, 4);
+    cvr_service_t spec = { .service_id = "svc", .service_name = "w", .service_type = "sink",
+                           .endpoint = "x", .weight = 1, .lease_ms = 1000 };
+    assert_int_equal (s_apply (self, (cvr_cmd_t) { .type = CVR_CMD_REGISTER, .now = 0,
+                               .service = &spec }), CVR_OK);
+    const char *topics [] = { "t" };
+    cvr_join_t join = { .group_id = "g", .member_id = "linked", .service_id = "svc",
+                        .topics = topics, .topics_count = 1, .session_timeout_ms = 300 };
+    assert_int_equal (s_apply (self, (cvr_cmd_t) { .type = CVR_CMD_JOIN, .now = 0,
+                               .join = &join }), CVR_OK);
+    cvr_groups_touch_service (s_groups (self), "svc", 200);
+    const char *group_id, *member_id;
+    assert_false (cvr_groups_next_expired (s_groups (self), 499, &group_id, &member_id));
+    assert_true (cvr_groups_next_expired (s_groups (self), 500, &group_id, &member_id));
+    assert_string_equal (member_id, "linked");
     s_destroy (&self);
 }
 
@@ -416,6 +446,7 @@ main (void)
         cmocka_unit_test (test_static_replacement_keeps_generation_and_fences),
         cmocka_unit_test (test_sessions_expire_on_the_fake_clock),
         cmocka_unit_test (test_members_leave_with_their_service),
+        cmocka_unit_test (test_linked_member_expires_when_its_service_goes_quiet),
         cmocka_unit_test (test_offsets_error_order_and_all_or_nothing),
         cmocka_unit_test (test_topic_growth_rebalances_only_subscribers),
         cmocka_unit_test (test_deterministic),
