@@ -77,6 +77,7 @@ typedef cvr_err_t (s_handler_fn) (cvr_server_t *self, const msgpack_object *req,
 typedef struct {
     const char *op;
     s_handler_fn *handler;
+    bool settle;            //  reads a group: rebalance what is pending first
 } s_op_t;
 
 static const s_op_t s_ops [];
@@ -898,29 +899,32 @@ s_op_delete_group (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *repl
 }
 
 static const s_op_t s_ops [] = {
-    { "hello", s_op_hello },
-    { "register", s_op_register },
-    { "heartbeat", s_op_heartbeat },
-    { "deregister", s_op_deregister },
-    { "get_service", s_op_get_service },
-    { "list_services", s_op_list_services },
-    { "events_since", s_op_events_since },
-    { "stats", s_op_stats },
-    { "create_topic", s_op_create_topic },
-    { "list_topics", s_op_list_topics },
-    { "join_group", s_op_join_group },
-    { "leave_group", s_op_leave_group },
-    { "group_heartbeat", s_op_group_heartbeat },
-    { "get_group", s_op_get_group },
-    { "list_groups", s_op_list_groups },
-    { "commit_offsets", s_op_commit_offsets },
-    { "fetch_offsets", s_op_fetch_offsets },
-    { "delete_group", s_op_delete_group },
+    { "hello", s_op_hello, false },
+    { "register", s_op_register, false },
+    { "heartbeat", s_op_heartbeat, false },
+    { "deregister", s_op_deregister, false },
+    { "get_service", s_op_get_service, false },
+    { "list_services", s_op_list_services, false },
+    { "events_since", s_op_events_since, false },
+    { "stats", s_op_stats, false },
+    { "create_topic", s_op_create_topic, false },
+    { "list_topics", s_op_list_topics, false },
+    { "join_group", s_op_join_group, false },
+    { "leave_group", s_op_leave_group, false },
+    { "group_heartbeat", s_op_group_heartbeat, true },
+    { "get_group", s_op_get_group, true },
+    { "list_groups", s_op_list_groups, true },
+    { "commit_offsets", s_op_commit_offsets, false },
+    { "fetch_offsets", s_op_fetch_offsets, false },
+    { "delete_group", s_op_delete_group, false },
 };
 static const size_t s_ops_count = sizeof (s_ops) / sizeof (s_ops [0]);
 
 //  --------------------------------------------------------------------------
 //  Requests
+
+static void
+    s_flush (cvr_server_t *self);
 
 //  Checks a body in the order of protocol section 2 and runs its handler.
 //  Writes the whole reply into self->reply, or returns true when the reply
@@ -986,6 +990,10 @@ s_handle_body (cvr_server_t *self, zframe_t *body)
         cvr_wr_obj (reply, rid);
     }
     if (rc == CVR_OK) {
+        //  A read of groups never sees a change without its rebalance (a
+        //  member gone while its partitions still name it).
+        if (entry->settle)
+            s_flush (self);
         rc = entry->handler (self, req, reply);
         if (rc == CVR_BAD_REQUEST && !self->message [0])
             s_bad (self, "bad request");

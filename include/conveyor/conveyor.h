@@ -15,5 +15,6 @@
 #include "cvr_registration.h"
 #include "cvr_watch.h"
 #include "cvr_balancer.h"
+#include "cvr_member.h"
 
 #endif

@@ -1,4 +1,4 @@
-/*  cvr_client.h: synchronous client for every registry operation.
+/*  cvr_client.h: synchronous client for every registry and group operation.
 
     One client is one DEALER socket; use it from one thread at a time.
     Every call waits at most the client's timeout and returns CVR_OK or the
@@ -186,6 +186,225 @@ CVR_EXPORT cvr_err_t
 //  stats; *stats is owned by the caller.
 CVR_EXPORT cvr_err_t
     cvr_client_stats (cvr_client_t *self, cvr_stats_t **stats);
+
+
+//  --------------------------------------------------------------------------
+//  Topics, consumer groups and offsets (protocol sections 4 and 5)
+//
+//  Every result below is owned by the caller and freed with the function
+//  named next to its type; every input is borrowed for the call. On a
+//  failure the output pointers are NULL (structs zeroed), so freeing them
+//  is always safe.
+
+//  One partition of a topic. topic is owned by whatever holds the struct.
+typedef struct {
+    char *topic;
+    int32_t partition;
+} cvr_partition_t;
+
+//  A set of partitions sorted by topic (strcmp), then partition, without
+//  duplicates: a member's assignment. Owns items and their topics.
+typedef struct {
+    cvr_partition_t *items;
+    size_t count;
+} cvr_assignment_t;
+
+//  Frees the items of an assignment held by value and zeroes it; the
+//  struct itself stays the caller's. NULL-safe.
+CVR_EXPORT void
+    cvr_assignment_clear (cvr_assignment_t *self);
+
+//  Destroys a heap assignment (as cvr_assignment_dup and
+//  cvr_client_group_heartbeat return) and nulls the pointer. NULL-safe.
+CVR_EXPORT void
+    cvr_assignment_destroy (cvr_assignment_t **self_p);
+
+//  Returns a deep copy on the heap; caller owns it (cvr_assignment_destroy).
+//  A NULL source gives an empty assignment.
+CVR_EXPORT cvr_assignment_t *
+    cvr_assignment_dup (const cvr_assignment_t *self);
+
+//  True if the assignment holds topic/partition (binary search).
+CVR_EXPORT bool
+    cvr_assignment_contains (const cvr_assignment_t *self, const char *topic,
+                             int32_t partition);
+
+//  A committed offset: what commit_offsets takes and fetch_offsets returns
+//  (offset -1: nothing committed for that partition).
+typedef struct {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+} cvr_committed_t;
+
+//  The reply to fetch_offsets. Owns its items and their topics.
+typedef struct {
+    cvr_committed_t *items;
+    size_t count;
+} cvr_committed_list_t;
+
+//  Destroys an offset list and nulls the pointer. NULL-safe.
+CVR_EXPORT void
+    cvr_committed_list_destroy (cvr_committed_list_t **self_p);
+
+//  A topic and its partition count.
+typedef struct {
+    char *name;
+    int64_t partitions;
+} cvr_topic_info_t;
+
+//  The reply to list_topics, sorted by name. Owns its items.
+typedef struct {
+    cvr_topic_info_t *items;
+    size_t count;
+} cvr_topic_list_t;
+
+//  Destroys a topic list and nulls the pointer. NULL-safe.
+CVR_EXPORT void
+    cvr_topic_list_destroy (cvr_topic_list_t **self_p);
+
+//  The optional fields of join_group. Strings are borrowed for the call;
+//  NULL (or <= 0) leaves a field out so the server's default applies.
+typedef struct {
+    const char *member_id;      //  NULL or "": the server makes one
+    const char *service_name;
+    const char *service_id;     //  links the member to a registered service
+    const char *instance_id;    //  static membership
+    int64_t session_timeout_ms; //  <= 0: the server's default
+    const char *assignor;       //  "range", "roundrobin" or "sticky"
+} cvr_join_options_t;
+
+//  The reply to join_group. Owns its strings; free with
+//  cvr_join_result_clear.
+typedef struct {
+    char *group_id;
+    char *member_id;            //  the member's id, server-made if none asked
+    int64_t generation;
+    cvr_assignment_t assignment;    //  this member's, in that generation
+    char **members;             //  every member id, sorted
+    size_t members_count;
+} cvr_join_result_t;
+
+//  Frees what a join result holds and zeroes it. NULL-safe.
+CVR_EXPORT void
+    cvr_join_result_clear (cvr_join_result_t *self);
+
+//  One member of a group, as get_group returns it. Strings owned by the
+//  group that holds it; service_name, service_id and instance_id are NULL
+//  when the member has none.
+typedef struct {
+    char *member_id;
+    char *service_name;
+    char *service_id;
+    char *instance_id;
+    char **topics;              //  its subscriptions, sorted
+    size_t topics_count;
+    cvr_assignment_t assignment;
+    int64_t joined_at;          //  Unix ms, server clock
+    int64_t last_heartbeat_at;  //  Unix ms, server clock
+    int64_t session_timeout_ms; //  as granted
+} cvr_group_member_t;
+
+//  A group, as get_group returns it. Owns everything in it; free with
+//  cvr_group_destroy.
+typedef struct {
+    char *group_id;
+    int64_t generation;
+    char *assignor;
+    cvr_topic_info_t *topics;   //  subscribed topics, sorted by name
+    size_t topics_count;
+    cvr_group_member_t *members;    //  sorted by member_id
+    size_t members_count;
+} cvr_group_t;
+
+//  Destroys a group and nulls the pointer. NULL-safe.
+CVR_EXPORT void
+    cvr_group_destroy (cvr_group_t **self_p);
+
+//  One entry of list_groups.
+typedef struct {
+    char *group_id;
+    int64_t generation;
+    uint64_t members;           //  how many members it has
+} cvr_group_summary_t;
+
+//  The reply to list_groups, sorted by group_id. Owns its items.
+typedef struct {
+    cvr_group_summary_t *items;
+    size_t count;
+    uint64_t seq;               //  the event seq the list reflects
+} cvr_group_list_t;
+
+//  Destroys a group list and nulls the pointer. NULL-safe.
+CVR_EXPORT void
+    cvr_group_list_destroy (cvr_group_list_t **self_p);
+
+//  create_topic. Creates the topic or grows it (CVR_CONFLICT: it has more
+//  partitions already). *granted (may be NULL) is the topic's partition
+//  count after the call.
+CVR_EXPORT cvr_err_t
+    cvr_client_create_topic (cvr_client_t *self, const char *topic,
+                             int64_t partitions, int64_t *granted);
+
+//  list_topics; *list (sorted by name) is owned by the caller.
+CVR_EXPORT cvr_err_t
+    cvr_client_list_topics (cvr_client_t *self, cvr_topic_list_t **list);
+
+//  join_group with topics_count >= 1 topic names; options may be NULL.
+//  Returns once the rebalance that includes the member is done. Fills
+//  *result (caller clears it with cvr_join_result_clear; zeroed on
+//  failure).
+CVR_EXPORT cvr_err_t
+    cvr_client_join_group (cvr_client_t *self, const char *group_id,
+                           const char *const *topics, size_t topics_count,
+                           const cvr_join_options_t *options,
+                           cvr_join_result_t *result);
+
+//  leave_group: NOT_FOUND (group) or UNKNOWN_MEMBER when not a member.
+CVR_EXPORT cvr_err_t
+    cvr_client_leave_group (cvr_client_t *self, const char *group_id,
+                            const char *member_id);
+
+//  group_heartbeat with the member's generation. *current (may be NULL)
+//  is the group's current generation. When that differs from generation
+//  the server sends the member's assignment: *assignment (may be NULL) is
+//  then set to it (caller owns, cvr_assignment_destroy), else to NULL. So
+//  a non-NULL *assignment means "stale: take this".
+CVR_EXPORT cvr_err_t
+    cvr_client_group_heartbeat (cvr_client_t *self, const char *group_id,
+                                const char *member_id, int64_t generation,
+                                int64_t *current, cvr_assignment_t **assignment);
+
+//  get_group; *group is owned by the caller; seq (may be NULL) is the
+//  event seq the group reflects.
+CVR_EXPORT cvr_err_t
+    cvr_client_get_group (cvr_client_t *self, const char *group_id,
+                          cvr_group_t **group, uint64_t *seq);
+
+//  list_groups; *list is owned by the caller and carries the seq.
+CVR_EXPORT cvr_err_t
+    cvr_client_list_groups (cvr_client_t *self, cvr_group_list_t **list);
+
+//  commit_offsets, all or nothing: NOT_FOUND, UNKNOWN_MEMBER,
+//  ILLEGAL_GENERATION (generation is not current), NOT_OWNER (a partition
+//  is not the member's). offsets (count entries) are borrowed.
+CVR_EXPORT cvr_err_t
+    cvr_client_commit_offsets (cvr_client_t *self, const char *group_id,
+                               const char *member_id, int64_t generation,
+                               const cvr_committed_t *offsets, size_t count);
+
+//  fetch_offsets. partitions NULL: every committed offset of the group;
+//  else the count partitions asked, in that order, with offset -1 where
+//  none is committed. *offsets is owned by the caller.
+CVR_EXPORT cvr_err_t
+    cvr_client_fetch_offsets (cvr_client_t *self, const char *group_id,
+                              const cvr_partition_t *partitions, size_t count,
+                              cvr_committed_list_t **offsets);
+
+//  delete_group: CONFLICT while the group has members, NOT_FOUND when it
+//  does not exist.
+CVR_EXPORT cvr_err_t
+    cvr_client_delete_group (cvr_client_t *self, const char *group_id);
 
 #ifdef __cplusplus
 }
