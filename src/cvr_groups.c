@@ -519,8 +519,8 @@ cvr_groups_join (cvr_groups_t *self, const cvr_join_t *join, int64_t now,
     const char **topics = s_join_topics (join, &count);
 
     if (existing) {
-        s_renew_session (self, existing, now);
         existing->session_timeout_ms = join->session_timeout_ms;
+        s_renew_session (self, existing, now);
         if (!s_same_topics (existing, topics, count)) {
             s_subscribe (self, group, existing, false);
             s_set_topics (existing, topics, count);
