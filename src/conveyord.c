@@ -28,6 +28,11 @@ static const char *s_help =
 "  --max-members N           members per group at most [100000]\n"
 "  --node-id NAME            this node's name in hello and sys/heartbeat [conveyord]\n"
 "  --log-level L             error, warn, info or debug [info]\n"
+"  --curve-secret FILE       CurveZMQ: this server's certificate with its secret\n"
+"                            key (conveyorctl keygen writes NAME.cert_secret)\n"
+"  --curve-clients DIR       CurveZMQ: directory of the public certificates of\n"
+"                            the clients allowed in; with --curve-secret, both\n"
+"                            sockets encrypt and anyone else gets nothing\n"
 "  -h, --help                show this help and exit\n"
 "  -V, --version             show the version and exit\n"
 "\n"
@@ -38,7 +43,8 @@ static const char *s_help =
 static const char *s_server_options [] = {
     "listen", "publish", "data-dir", "lease-ms", "min-lease-ms", "max-lease-ms",
     "session-timeout-ms", "default-partitions", "history", "max-message-bytes",
-    "max-services", "max-groups", "max-members", "log-level", NULL
+    "max-services", "max-groups", "max-members", "log-level", "curve-secret",
+    "curve-clients", NULL
 };
 
 static int
@@ -127,6 +133,8 @@ main (int argc, char *argv [])
         { "max-members", required_argument, 0, 0 },
         { "node-id", required_argument, 0, 0 },
         { "log-level", required_argument, 0, 0 },
+        { "curve-secret", required_argument, 0, 0 },
+        { "curve-clients", required_argument, 0, 0 },
         { "help", no_argument, 0, 'h' },
         { "version", no_argument, 0, 'V' },
         { 0, 0, 0, 0 }

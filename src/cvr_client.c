@@ -23,6 +23,7 @@ struct _cvr_client_t {
     uint64_t oldest;            //  `oldest` of the last COMPACTED reply
     char *events_endpoint;      //  from hello, wildcard resolved; NULL until
                                 //  first asked for
+    cvr_security_t *security;   //  CURVE credentials, owned; NULL: plain
 };
 
 //  --------------------------------------------------------------------------
@@ -64,7 +65,8 @@ s_bad_reply (cvr_client_t *self, const char *op, const char *what)
 //  Construction
 
 cvr_client_t *
-cvr_client_new (const char *endpoint, int timeout_ms)
+cvr_client_new_secure (const char *endpoint, int timeout_ms,
+                       const cvr_security_t *security)
 {
     if (!endpoint || !*endpoint)
         return NULL;
@@ -73,6 +75,7 @@ cvr_client_new (const char *endpoint, int timeout_ms)
     self->timeout_ms = timeout_ms > 0 ? timeout_ms : CVR_CLIENT_TIMEOUT_DEFAULT;
     self->writer = cvr_wr_new ();
     self->message = strdup ("");
+    self->security = cvr_security_dup (security);
     //  Options go before connect: they apply to the connection it makes.
     self->dealer = zsock_new (ZMQ_DEALER);
     if (self->dealer) {
@@ -82,12 +85,25 @@ cvr_client_new (const char *endpoint, int timeout_ms)
         //  Queue nothing while disconnected: a request that timed out must
         //  not reach a server that comes back later and act then.
         zsock_set_immediate (self->dealer, 1);
+        cvr_security_apply (self->security, self->dealer);
         if (zsock_connect (self->dealer, "%s", endpoint))
             zsock_destroy (&self->dealer);
     }
     if (!self->dealer)
         cvr_client_destroy (&self);
     return self;
+}
+
+cvr_client_t *
+cvr_client_new (const char *endpoint, int timeout_ms)
+{
+    return cvr_client_new_secure (endpoint, timeout_ms, NULL);
+}
+
+const cvr_security_t *
+cvr_client_security (cvr_client_t *self)
+{
+    return self->security;
 }
 
 void
@@ -101,6 +117,7 @@ cvr_client_destroy (cvr_client_t **self_p)
     free (self->endpoint);
     free (self->message);
     free (self->events_endpoint);
+    cvr_security_destroy (&self->security);
     free (self);
     *self_p = NULL;
 }

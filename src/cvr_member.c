@@ -35,6 +35,7 @@ typedef struct _s_actor_t s_actor_t;
 struct _cvr_member_t {
     zactor_t *actor;                //  keeps the membership
     char *endpoint;                 //  request endpoint, copied
+    cvr_security_t *security;       //  CURVE credentials, owned; NULL: plain
     //  The configuration, copied (borrowed by the actor).
     char *group_id;
     char **topics;
@@ -536,7 +537,7 @@ static cvr_err_t
 s_connect (s_actor_t *actor)
 {
     cvr_member_t *self = actor->owner;
-    actor->client = cvr_client_new (self->endpoint, self->timeout_ms);
+    actor->client = cvr_client_new_secure (self->endpoint, self->timeout_ms, self->security);
     if (!actor->client)
         return CVR_BAD_REQUEST;
     cvr_hello_t hello;
@@ -550,6 +551,7 @@ s_connect (s_actor_t *actor)
     if (!actor->sub)
         return CVR_INTERNAL;
     zsock_set_linger (actor->sub, 0);
+    cvr_security_apply (self->security, actor->sub);
     char *prefix = zsys_sprintf ("group/%s/", self->group_id);
     zsock_set_subscribe (actor->sub, prefix);
     zsock_set_subscribe (actor->sub, CVR_MEMBER_HEARTBEAT_TOPIC);
@@ -664,6 +666,7 @@ static void
 s_free (cvr_member_t *self)
 {
     free (self->endpoint);
+    cvr_security_destroy (&self->security);
     free (self->group_id);
     for (size_t i = 0; i < self->topics_count; i++)
         free (self->topics [i]);
@@ -693,6 +696,7 @@ cvr_member_new (const char *endpoint, const cvr_member_config_t *config, cvr_err
             return NULL;
     cvr_member_t *self = (cvr_member_t *) zmalloc (sizeof (cvr_member_t));
     self->endpoint = strdup (endpoint);
+    self->security = cvr_security_dup (config->security);
     self->group_id = strdup (config->group_id);
     self->topics = (char **) zmalloc (config->topics_count * sizeof (char *));
     for (size_t i = 0; i < config->topics_count; i++)

@@ -13,6 +13,7 @@
 struct _cvr_registration_t {
     zactor_t *actor;                //  heartbeats; owns its own client
     char *endpoint;                 //  request endpoint, copied
+    cvr_security_t *security;       //  CURVE credentials, owned; NULL: plain
     int timeout_ms;                 //  bound of each request
     cvr_service_spec_t spec;        //  what is registered; its strings and
                                     //  labels point into the copies below
@@ -158,7 +159,7 @@ s_actor (zsock_t *pipe, void *args)
 {
     s_actor_t actor = { (cvr_registration_t *) args, NULL, CVR_HEALTH_HEALTHY };
     cvr_registration_t *self = actor.owner;
-    actor.client = cvr_client_new (self->endpoint, self->timeout_ms);
+    actor.client = cvr_client_new_secure (self->endpoint, self->timeout_ms, self->security);
     zpoller_t *poller = zpoller_new (pipe, NULL);
     //  The owner decides when we stop: an interrupt in the application
     //  must not silently end the heartbeats.
@@ -212,8 +213,17 @@ cvr_registration_new (const char *endpoint, const cvr_service_spec_t *spec,
                       int timeout_ms, cvr_registration_fn *fn, void *arg,
                       cvr_err_t *err)
 {
+    return cvr_registration_new_secure (endpoint, spec, timeout_ms, fn, arg, err, NULL);
+}
+
+cvr_registration_t *
+cvr_registration_new_secure (const char *endpoint, const cvr_service_spec_t *spec,
+                             int timeout_ms, cvr_registration_fn *fn, void *arg,
+                             cvr_err_t *err, const cvr_security_t *security)
+{
     assert (spec);
-    cvr_client_t *client = endpoint ? cvr_client_new (endpoint, timeout_ms) : NULL;
+    cvr_client_t *client = endpoint ? cvr_client_new_secure (endpoint, timeout_ms, security)
+                                    : NULL;
     if (!client) {
         if (err)
             *err = CVR_BAD_REQUEST;
@@ -230,6 +240,7 @@ cvr_registration_new (const char *endpoint, const cvr_service_spec_t *spec,
 
     cvr_registration_t *self = (cvr_registration_t *) zmalloc (sizeof (cvr_registration_t));
     self->endpoint = strdup (endpoint);
+    self->security = cvr_security_dup (security);
     self->timeout_ms = timeout_ms;
     s_spec_copy (self, spec);
     self->fn = fn;
@@ -258,6 +269,7 @@ cvr_registration_destroy (cvr_registration_t **self_p)
     zactor_destroy (&self->actor);
     s_spec_free (self);
     free (self->endpoint);
+    cvr_security_destroy (&self->security);
     free (self);
     *self_p = NULL;
 }

@@ -92,6 +92,9 @@ struct _cvr_server_t {
     char *listen;               //  request endpoint to bind
     char *publish;              //  event endpoint to bind
     char *events_endpoint;      //  event endpoint as bound
+    char *curve_secret;         //  server certificate file, or NULL: plain
+    char *curve_clients;        //  directory of allowed client certificates
+    zactor_t *auth;             //  zauth, checking clients' keys, when secure
     s_config_t config;          //  options
     s_level_t log_level;        //  how much to log
     cvr_state_t *state;         //  services (and later groups), owned
@@ -1195,8 +1198,12 @@ s_set_option (cvr_server_t *self, const char *name, const char *value)
             }
         return s_bad (self, "--log-level must be error, warn, info or debug, not '%s'", value);
     }
-    if (streq (name, "listen") || streq (name, "publish")) {
-        char **target = streq (name, "listen") ? &self->listen : &self->publish;
+    if (streq (name, "listen") || streq (name, "publish")
+    ||  streq (name, "curve-secret") || streq (name, "curve-clients")) {
+        char **target = streq (name, "listen") ? &self->listen
+                      : streq (name, "publish") ? &self->publish
+                      : streq (name, "curve-secret") ? &self->curve_secret
+                      : &self->curve_clients;
         zstr_free (target);
         *target = strdup (value);
         return 0;
@@ -1229,6 +1236,51 @@ s_bind (cvr_server_t *self, zsock_t *sock, const char *endpoint, const char *wha
     return 0;
 }
 
+//  With --curve-secret and --curve-clients, both sockets are CURVE
+//  servers and zauth lets in only the clients whose public certificate is
+//  in the directory: anyone else gets no reply and no event.
+static int
+s_secure (cvr_server_t *self)
+{
+    if (!self->curve_secret && !self->curve_clients)
+        return 0;
+    if (!self->curve_secret || !self->curve_clients)
+        return s_bad (self, "--curve-secret and --curve-clients go together: "
+                      "encryption without client authentication is not offered");
+    if (!zsys_file_exists (self->curve_secret))
+        return s_bad (self, "--curve-secret: cannot read '%s'", self->curve_secret);
+    zcert_t *cert = zcert_load (self->curve_secret);
+    if (!cert || streq (zcert_secret_txt (cert), "0000000000000000000000000000000000000000")) {
+        zcert_destroy (&cert);
+        return s_bad (self, "--curve-secret: '%s' is not a certificate with a secret key "
+                      "(conveyorctl keygen writes NAME.cert_secret)", self->curve_secret);
+    }
+    zdir_t *dir = zdir_new (self->curve_clients, "-");
+    bool is_dir = dir != NULL;
+    zdir_destroy (&dir);
+    if (!is_dir) {
+        zcert_destroy (&cert);
+        return s_bad (self, "--curve-clients: '%s' is not a directory", self->curve_clients);
+    }
+    self->auth = zactor_new (zauth, NULL);
+    if (self->log_level >= S_DEBUG) {
+        zstr_send (self->auth, "VERBOSE");
+        zsock_wait (self->auth);
+    }
+    zstr_sendx (self->auth, "CURVE", self->curve_clients, NULL);
+    zsock_wait (self->auth);
+    zsock_t *sockets [] = { self->router, self->pub };
+    for (int i = 0; i < 2; i++) {
+        zcert_apply (cert, sockets [i]);
+        zsock_set_curve_server (sockets [i], 1);
+        zsock_set_zap_domain (sockets [i], "conveyor");
+    }
+    s_log (self, S_INFO, "CurveZMQ on: server key %s, clients from %s",
+           zcert_public_txt (cert), self->curve_clients);
+    zcert_destroy (&cert);
+    return 0;
+}
+
 static int
 s_start (cvr_server_t *self)
 {
@@ -1240,6 +1292,11 @@ s_start (cvr_server_t *self)
                       config->min_lease_ms, config->max_lease_ms);
     self->router = zsock_new (ZMQ_ROUTER);
     self->pub = zsock_new (ZMQ_PUB);
+    if (s_secure (self)) {
+        zsock_destroy (&self->router);
+        zsock_destroy (&self->pub);
+        return -1;
+    }
     //  The transport cuts off a peer far over the limit; between the two
     //  the server answers LIMIT_EXCEEDED without decoding.
     zsock_set_maxmsgsize (self->router, (int) (config->max_message_bytes * 16 > INT32_MAX
@@ -1370,6 +1427,7 @@ s_server_destroy (cvr_server_t **self_p)
     zloop_destroy (&self->loop);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
+    zactor_destroy (&self->auth);
     cvr_state_destroy (&self->state);
     cvr_history_destroy (&self->history);
     cvr_leases_destroy (&self->leases);
@@ -1385,6 +1443,8 @@ s_server_destroy (cvr_server_t **self_p)
     free (self->listen);
     free (self->publish);
     free (self->events_endpoint);
+    free (self->curve_secret);
+    free (self->curve_clients);
     free (self);
     *self_p = NULL;
 }

@@ -342,6 +342,13 @@ s_receive (cvr_watch_t *self)
 cvr_watch_t *
 cvr_watch_new (const char *endpoint, const char *prefix, int timeout_ms)
 {
+    return cvr_watch_new_secure (endpoint, prefix, timeout_ms, NULL);
+}
+
+cvr_watch_t *
+cvr_watch_new_secure (const char *endpoint, const char *prefix, int timeout_ms,
+                      const cvr_security_t *security)
+{
     if (!endpoint)
         return NULL;
     cvr_watch_t *self = (cvr_watch_t *) zmalloc (sizeof (cvr_watch_t));
@@ -364,12 +371,13 @@ cvr_watch_new (const char *endpoint, const char *prefix, int timeout_ms)
     self->roots = zhashx_new ();
     zhashx_set_destructor (self->roots, s_free_item);
 
-    self->client = cvr_client_new (endpoint, timeout_ms);
+    self->client = cvr_client_new_secure (endpoint, timeout_ms, security);
     const char *events = self->client ? cvr_client_events_endpoint (self->client) : NULL;
     if (events) {
         self->sub = zsock_new (ZMQ_SUB);
         if (self->sub) {
             zsock_set_linger (self->sub, 0);
+            cvr_security_apply (security, self->sub);
             zsock_set_subscribe (self->sub, self->prefix);
             zsock_set_subscribe (self->sub, CVR_WATCH_HEARTBEAT);
             if (zsock_connect (self->sub, "%s", events))

@@ -10,6 +10,7 @@
 #define CONVEYOR_PROTOCOL 1
 
 #include "cvr_types.h"
+#include "cvr_security.h"
 #include "cvr_server.h"
 #include "cvr_client.h"
 #include "cvr_registration.h"

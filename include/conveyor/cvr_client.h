@@ -17,6 +17,7 @@
 #define CVR_CLIENT_H_INCLUDED
 
 #include "cvr_types.h"
+#include "cvr_security.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -121,6 +122,19 @@ CVR_EXPORT void
 //  malformed.
 CVR_EXPORT cvr_client_t *
     cvr_client_new (const char *endpoint, int timeout_ms);
+
+//  The same, to a server that requires CurveZMQ (--curve-secret): security
+//  (copied; NULL: plain) holds the server's key and this client's
+//  certificate. A server that does not accept them never answers: calls
+//  end in CVR_TIMEOUT.
+CVR_EXPORT cvr_client_t *
+    cvr_client_new_secure (const char *endpoint, int timeout_ms,
+                           const cvr_security_t *security);
+
+//  The client's credentials (borrowed), or NULL: for event sockets that
+//  must connect the same way.
+CVR_EXPORT const cvr_security_t *
+    cvr_client_security (cvr_client_t *self);
 
 CVR_EXPORT void
     cvr_client_destroy (cvr_client_t **self_p);

@@ -75,6 +75,7 @@ typedef struct {
     int64_t session_timeout_ms;     //  <= 0: the server's default
     const char *assignor;           //  NULL: the group's
     int timeout_ms;                 //  bound of each request; <= 0: 5000
+    const cvr_security_t *security; //  CurveZMQ credentials (copied); NULL: plain
     cvr_member_partitions_fn *on_assigned;  //  may be NULL
     cvr_member_partitions_fn *on_revoked;   //  may be NULL
     cvr_member_fenced_fn *on_fenced;        //  may be NULL

@@ -36,6 +36,13 @@ CVR_EXPORT cvr_registration_t *
                           int timeout_ms, cvr_registration_fn *fn, void *arg,
                           cvr_err_t *err);
 
+//  The same, to a server that requires CurveZMQ; security is copied (NULL:
+//  plain).
+CVR_EXPORT cvr_registration_t *
+    cvr_registration_new_secure (const char *endpoint, const cvr_service_spec_t *spec,
+                                 int timeout_ms, cvr_registration_fn *fn, void *arg,
+                                 cvr_err_t *err, const cvr_security_t *security);
+
 //  Deregisters (best effort, bounded by the timeout), stops the actor,
 //  nulls the pointer.
 CVR_EXPORT void

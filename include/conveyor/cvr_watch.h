@@ -25,6 +25,11 @@ typedef struct _cvr_watch_t cvr_watch_t;
 CVR_EXPORT cvr_watch_t *
     cvr_watch_new (const char *endpoint, const char *prefix, int timeout_ms);
 
+//  The same, to a server that requires CurveZMQ (both sockets use it).
+CVR_EXPORT cvr_watch_t *
+    cvr_watch_new_secure (const char *endpoint, const char *prefix, int timeout_ms,
+                          const cvr_security_t *security);
+
 CVR_EXPORT void
     cvr_watch_destroy (cvr_watch_t **self_p);
 
