@@ -32,6 +32,9 @@ typedef struct {
     const char *endpoint;
     int timeout_ms;
     bool json;
+    const char *server_key;     //  CurveZMQ: the server's key or certificate
+    const char *cert;           //  CurveZMQ: our certificate (NAME.cert_secret)
+    cvr_security_t *security;   //  made from the two on first use
     cvr_client_t *client;       //  made on first use, so usage errors
                                 //  never touch the network
     const char *subject;        //  the ID operand, for printers whose
@@ -72,6 +75,8 @@ static struct option s_global_options [] = {
     { "endpoint", required_argument, NULL, 'e' },
     { "timeout", required_argument, NULL, 't' },
     { "json", no_argument, NULL, 'j' },
+    { "server-key", required_argument, NULL, 'k' },
+    { "cert", required_argument, NULL, 'c' },
     { "help", no_argument, NULL, 'h' },
     { 0 }
 };
@@ -310,11 +315,32 @@ s_field_text (const msgpack_object *map, const char *key)
 //  --------------------------------------------------------------------------
 //  Talking to the server: the one shared path
 
+//  The CurveZMQ credentials, when --server-key and --cert were given:
+//  returns 0, or -1 after saying what is wrong.
+static int
+s_security (s_ctl_t *self)
+{
+    if (self->security || (!self->server_key && !self->cert))
+        return 0;
+    if (!self->server_key || !self->cert) {
+        fprintf (stderr, s_PROG ": --server-key and --cert go together\n");
+        return -1;
+    }
+    self->security = cvr_security_new (self->server_key, self->cert);
+    if (!self->security) {
+        fprintf (stderr, s_PROG ": cannot use --server-key '%s' with --cert '%s' "
+                 "(see the line above)\n", self->server_key, self->cert);
+        return -1;
+    }
+    return 0;
+}
+
 static cvr_client_t *
 s_client (s_ctl_t *self)
 {
-    if (!self->client)
-        self->client = cvr_client_new (self->endpoint, self->timeout_ms);
+    if (!self->client && s_security (self) == 0)
+        self->client = cvr_client_new_secure (self->endpoint, self->timeout_ms,
+                                              self->security);
     return self->client;
 }
 
@@ -322,6 +348,8 @@ s_client (s_ctl_t *self)
 static int
 s_call_failed (s_ctl_t *self)
 {
+    if (!self->client && (self->server_key || self->cert) && !self->security)
+        return s_EXIT_USAGE;        //  s_security said why
     if (!self->client) {
         //  The library makes a client for any well-formed endpoint.
         fprintf (stderr, s_PROG ": bad endpoint '%s'\n"
@@ -1563,7 +1591,10 @@ s_cmd_watch (s_ctl_t *self, int argc, char **argv)
     //  both end the loop below cleanly whatever the library set up.
     zsys_init ();
     zsys_handler_set (s_on_signal);
-    cvr_watch_t *watch = cvr_watch_new (self->endpoint, prefix, self->timeout_ms);
+    if (s_security (self))
+        return s_EXIT_USAGE;
+    cvr_watch_t *watch = cvr_watch_new_secure (self->endpoint, prefix, self->timeout_ms,
+                                               self->security);
     if (!watch) {
         if (zsys_interrupted)
             return s_EXIT_OK;
@@ -1597,6 +1628,53 @@ s_cmd_watch (s_ctl_t *self, int argc, char **argv)
 //  --------------------------------------------------------------------------
 //  The command table and main
 
+//  Writes a CurveZMQ certificate pair: NAME.cert (public, for the
+//  server's --curve-clients directory or for clients' --server-key) and
+//  NAME.cert_secret (private). No network.
+static int
+s_cmd_keygen (s_ctl_t *self, int argc, char **argv)
+{
+    static struct option options [] = {
+        { "dir", required_argument, NULL, 'd' },
+        s_HELP_OPTION, { 0 }
+    };
+    const char *dir = ".";
+    s_getopt_reset ();
+    int c;
+    while ((c = getopt_long (argc, argv, ":h", options, NULL)) != -1)
+        switch (c) {
+            case 'd': dir = optarg; break;
+            case 'h': return s_command_help (self);
+            default: return s_bad_option (self, c, argv, options);
+        }
+    if (argc - optind != 1)
+        return s_usage_error (self, argc == optind ? "missing NAME" : "too many arguments");
+    const char *name = argv [optind];
+    if (!*name || strchr (name, '/'))
+        return s_usage_error (self, "NAME must be a plain file name, not '%s'", name);
+    char path [4096];
+    snprintf (path, sizeof path, "%s/%s.cert", dir, name);
+    if (zsys_file_exists (path)) {
+        fprintf (stderr, s_PROG ": %s exists; not overwriting a key\n", path);
+        return s_EXIT_SERVER;
+    }
+    zcert_t *cert = zcert_new ();
+    zcert_set_meta (cert, "name", "%s", name);
+    int rc = zcert_save (cert, path);
+    if (rc == 0) {
+        if (self->json)
+            printf ("{\"public\": \"%s\", \"secret\": \"%s_secret\", \"public_key\": \"%s\"}\n",
+                    path, path, zcert_public_txt (cert));
+        else
+            printf ("public certificate: %s\nsecret certificate: %s_secret (keep it private)\n"
+                    "public key:         %s\n", path, path, zcert_public_txt (cert));
+    }
+    else
+        fprintf (stderr, s_PROG ": cannot write %s: %s\n", path, strerror (errno));
+    zcert_destroy (&cert);
+    return rc == 0 ? s_EXIT_OK : s_EXIT_SERVER;
+}
+
 static const s_command_t s_commands [] = {
     { "status", s_cmd_status, "",
       "hello and a few stats: server, version, node, events endpoint, seq, services, uptime" },
@@ -1622,6 +1700,8 @@ static const s_command_t s_commands [] = {
     { "watch", s_cmd_watch, "[PREFIX]",
       "print events under PREFIX (e.g. service/orders/, group/g1/, topic/) until interrupted" },
     { "stats", s_cmd_stats, "", "server counters; requests and errors by name" },
+    { "keygen", s_cmd_keygen, "NAME [--dir DIR]",
+      "write a CurveZMQ certificate pair: NAME.cert (public) and NAME.cert_secret" },
 };
 #define s_COMMANDS (sizeof s_commands / sizeof s_commands [0])
 
@@ -1638,6 +1718,10 @@ s_print_usage (FILE *file)
         s_DEFAULT_EP ")\n"
         "  -t, --timeout MS    wait at most MS per request (default %d)\n"
         "      --json          print the server's reply as JSON (watch: one object per line)\n"
+        "      --server-key K  CurveZMQ: the server's public key, or its NAME.cert file\n"
+        "                      (default $CONVEYOR_SERVER_KEY)\n"
+        "      --cert FILE     CurveZMQ: this client's NAME.cert_secret (default\n"
+        "                      $CONVEYOR_CERT); both are needed for a secured server\n"
         "  -h, --help          show this help\n"
         "\n"
         "Commands:\n", s_DEFAULT_MS);
@@ -1655,9 +1739,13 @@ int
 main (int argc, char **argv)
 {
     const char *env = getenv ("CONVEYOR_ENDPOINT");
+    const char *server_key = getenv ("CONVEYOR_SERVER_KEY");
+    const char *cert = getenv ("CONVEYOR_CERT");
     s_ctl_t ctl = {
         .endpoint = env && *env ? env : s_DEFAULT_EP,
-        .timeout_ms = s_DEFAULT_MS
+        .timeout_ms = s_DEFAULT_MS,
+        .server_key = server_key && *server_key ? server_key : NULL,
+        .cert = cert && *cert ? cert : NULL
     };
     //  "+": stop at the command name, so its options are left for it.
     opterr = 0;
@@ -1673,6 +1761,8 @@ main (int argc, char **argv)
                 ctl.timeout_ms = (int) value;
                 break;
             case 'j': ctl.json = true; break;
+            case 'k': ctl.server_key = optarg; break;
+            case 'c': ctl.cert = optarg; break;
             case 'h': s_print_usage (stdout); return s_EXIT_OK;
             default: return s_bad_option (NULL, c, argv, s_global_options);
         }
@@ -1687,5 +1777,6 @@ main (int argc, char **argv)
 
     int rc = ctl.command->handler (&ctl, argc - optind, argv + optind);
     cvr_client_destroy (&ctl.client);
+    cvr_security_destroy (&ctl.security);
     return rc;
 }

@@ -1236,6 +1236,44 @@ s_bind (cvr_server_t *self, zsock_t *sock, const char *endpoint, const char *wha
     return 0;
 }
 
+//  The client directory as zauth will read it: every file a public
+//  certificate, no key twice (czmq's certificate store aborts on a
+//  duplicate, and a secret key has no business in a directory of allowed
+//  clients). Returns 0, or -1 with the message set.
+static int
+s_check_clients (cvr_server_t *self)
+{
+    zdir_t *dir = zdir_new (self->curve_clients, "-");
+    if (!dir)
+        return s_bad (self, "--curve-clients: '%s' is not a directory", self->curve_clients);
+    zlist_t *files = zdir_list (dir);
+    zhashx_t *keys = zhashx_new ();
+    int rc = 0;
+    for (zfile_t *file = (zfile_t *) zlist_first (files); file && rc == 0;
+         file = (zfile_t *) zlist_next (files)) {
+        const char *path = zfile_filename (file, NULL);
+        zconfig_t *config = zconfig_load (path);
+        const char *key = config ? zconfig_get (config, "/curve/public-key", NULL) : NULL;
+        if (!key)
+            rc = s_bad (self, "--curve-clients: '%s' is not a certificate", path);
+        else
+        if (zconfig_get (config, "/curve/secret-key", NULL))
+            rc = s_bad (self, "--curve-clients: '%s' holds a secret key; the directory "
+                        "takes public NAME.cert files only", path);
+        else
+        if (zhashx_lookup (keys, key))
+            rc = s_bad (self, "--curve-clients: '%s' and '%s' hold the same key", path,
+                        (const char *) zhashx_lookup (keys, key));
+        else
+            zhashx_insert (keys, key, (void *) path);
+        zconfig_destroy (&config);
+    }
+    zhashx_destroy (&keys);
+    zlist_destroy (&files);
+    zdir_destroy (&dir);
+    return rc;
+}
+
 //  With --curve-secret and --curve-clients, both sockets are CURVE
 //  servers and zauth lets in only the clients whose public certificate is
 //  in the directory: anyone else gets no reply and no event.
@@ -1255,12 +1293,9 @@ s_secure (cvr_server_t *self)
         return s_bad (self, "--curve-secret: '%s' is not a certificate with a secret key "
                       "(conveyorctl keygen writes NAME.cert_secret)", self->curve_secret);
     }
-    zdir_t *dir = zdir_new (self->curve_clients, "-");
-    bool is_dir = dir != NULL;
-    zdir_destroy (&dir);
-    if (!is_dir) {
+    if (s_check_clients (self)) {
         zcert_destroy (&cert);
-        return s_bad (self, "--curve-clients: '%s' is not a directory", self->curve_clients);
+        return -1;
     }
     self->auth = zactor_new (zauth, NULL);
     if (self->log_level >= S_DEBUG) {
