@@ -29,6 +29,7 @@ int
 main (int argc, char *argv [])
 {
     const char *endpoint = "tcp://127.0.0.1:7400";
+    const char *server_key = NULL, *cert = NULL;
     cvr_service_spec_t spec = { .service_type = "source", .weight = -1 };
     cvr_label_t labels [16];
     static struct option longopts [] = {
@@ -36,10 +37,11 @@ main (int argc, char *argv [])
         { "name", required_argument, 0, 'n' }, { "type", required_argument, 0, 't' },
         { "listen", required_argument, 0, 'l' }, { "lease-ms", required_argument, 0, 'L' },
         { "weight", required_argument, 0, 'w' }, { "label", required_argument, 0, 'b' },
+        { "server-key", required_argument, 0, 'k' }, { "cert", required_argument, 0, 'c' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
     };
     int c;
-    while ((c = getopt_long (argc, argv, "e:i:n:t:l:L:w:b:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long (argc, argv, "e:i:n:t:l:L:w:b:k:c:h", longopts, NULL)) != -1) {
         switch (c) {
             case 'e': endpoint = optarg; break;
             case 'i': spec.service_id = optarg; break;
@@ -48,6 +50,8 @@ main (int argc, char *argv [])
             case 'l': spec.endpoint = optarg; break;
             case 'L': spec.lease_ms = atoll (optarg); break;
             case 'w': spec.weight = atoll (optarg); break;
+            case 'k': server_key = optarg; break;
+            case 'c': cert = optarg; break;
             case 'b': {
                 char *eq = strchr (optarg, '=');
                 if (!eq || spec.labels_count == 16) {
@@ -61,7 +65,8 @@ main (int argc, char *argv [])
             case 'h':
                 printf ("Usage: service --id ID --name NAME [--type source|transform|sink]\n"
                         "               [--endpoint COORDINATOR] [--listen ENDPOINT]\n"
-                        "               [--lease-ms N] [--weight N] [--label k=v]...\n");
+                        "               [--lease-ms N] [--weight N] [--label k=v]...\n"
+                        "               [--server-key KEY|FILE --cert NAME.cert_secret]\n");
                 return 0;
             default:
                 return 2;
@@ -75,9 +80,18 @@ main (int argc, char *argv [])
         spec.endpoint = "tcp://127.0.0.1:9000";
     spec.labels = labels;
     zsys_init ();
+    cvr_security_t *security = NULL;
+    if (server_key || cert) {
+        security = cvr_security_new (server_key ? server_key : "", cert ? cert : "");
+        if (!security) {
+            fprintf (stderr, "service: --server-key and --cert must both be usable\n");
+            return 2;
+        }
+    }
     cvr_err_t err;
-    cvr_registration_t *registration = cvr_registration_new (
-        endpoint, &spec, 3000, s_on_change, (void *) spec.service_id, &err);
+    cvr_registration_t *registration = cvr_registration_new_secure (
+        endpoint, &spec, 3000, s_on_change, (void *) spec.service_id, &err, security);
+    cvr_security_destroy (&security);
     if (!registration) {
         fprintf (stderr, "service: cannot register %s at %s: %s\n",
                  spec.service_id, endpoint, cvr_err_name (err));
