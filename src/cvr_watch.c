@@ -51,6 +51,9 @@ struct _cvr_watch_t {
                                 //  delivered above the horizon; owned
     uint64_t horizon;           //  see above
     uint64_t last;              //  highest seq delivered or covered
+    uint64_t seen;              //  highest seq seen from this server, in any
+                                //  message: a server whose latest is below
+                                //  it has restarted and numbers anew
     bool live;                  //  a message came through the SUB socket,
                                 //  so the subscription is in place
     uint64_t gaps;              //  repairs that delivered lost events
@@ -208,6 +211,9 @@ s_resync (cvr_watch_t *self)
     return 0;
 }
 
+static void
+    s_restart (cvr_watch_t *self, uint64_t latest);
+
 //  Fetches and delivers what was missed since the horizon. On failure the
 //  horizon stays, so the next heartbeat tries again.
 static void
@@ -228,6 +234,14 @@ s_repair (cvr_watch_t *self)
             zsys_debug ("conveyor: watch repair failed: %s %s", cvr_err_name (rc),
                         cvr_client_message (self->client));
             break;
+        }
+        if (list->seq < self->seen) {
+            //  Its latest is below what it already sent us: not the same
+            //  server's history any more.
+            uint64_t latest = list->seq;
+            cvr_event_list_destroy (&list);
+            s_restart (self, latest);
+            return;
         }
         uint64_t page_end = list->count ? list->items [list->count - 1]->seq : 0;
         //  A page that does not move forward would loop: take it as final.
@@ -257,23 +271,40 @@ s_repair (cvr_watch_t *self)
         self->gaps++;
 }
 
-//  A heartbeat below the horizon is either one that waited in the queue
-//  while a snapshot was taken, or a server that restarted without its
-//  state and numbers from 1 again. hello tells which; after a restart all
-//  that was known is void, and a new snapshot starts the stream over.
+//  The server restarted without its state and numbers from 1 again: all
+//  that was known is void. What waits in the SUB queue came from the old
+//  server (or is covered by the new snapshot, or will be fetched at the
+//  next heartbeat, whose seq is then above the horizon): it is dropped, and
+//  a new snapshot starts the stream over.
+static void
+s_restart (cvr_watch_t *self, uint64_t latest)
+{
+    zsys_info ("conveyor: watch: the server's seq went back from %" PRIu64 " to %" PRIu64
+               " (it restarted); taking a new snapshot", self->seen, latest);
+    self->horizon = 0;
+    self->last = 0;
+    self->seen = 0;
+    zhashx_purge (self->roots);
+    zsock_flush (self->sub);
+    while (zsock_events (self->sub) & ZMQ_POLLIN) {
+        zmsg_t *stale = zmsg_recv (self->sub);
+        zmsg_destroy (&stale);
+    }
+    if (s_resync (self) == 0) {
+        self->resyncs++;
+        self->seen = self->horizon;
+    }
+}
+
+//  A heartbeat below what we have seen is either one that waited in the
+//  queue while a snapshot or repair read further, or a restarted server.
+//  hello tells which.
 static void
 s_check_restart (cvr_watch_t *self)
 {
     cvr_hello_t hello = { 0 };
-    if (cvr_client_hello (self->client, &hello) == CVR_OK && hello.seq < self->horizon) {
-        zsys_info ("conveyor: watch: server seq went back from %" PRIu64 " to %" PRIu64
-                   " (restarted); taking a new snapshot", self->horizon, hello.seq);
-        self->horizon = 0;
-        self->last = 0;
-        zhashx_purge (self->roots);
-        if (s_resync (self) == 0)
-            self->resyncs++;
-    }
+    if (cvr_client_hello (self->client, &hello) == CVR_OK && hello.seq < self->seen)
+        s_restart (self, hello.seq);
     cvr_hello_clear (&hello);
 }
 
@@ -290,11 +321,15 @@ s_on_event (cvr_watch_t *self, cvr_event_t *event)
         if (event->seq > self->last && event->seq > self->horizon)
             s_repair (self);
         else
-        if (event->seq < self->horizon)
+        if (event->seq < self->seen)
             s_check_restart (self);
+        if (event->seq > self->seen)
+            self->seen = event->seq;
         cvr_event_destroy (&event);
         return;
     }
+    if (event->seq > self->seen)
+        self->seen = event->seq;
     if (strncmp (event->topic, self->prefix, strlen (self->prefix)) != 0
     ||  s_known (self, event)) {
         cvr_event_destroy (&event);
