@@ -8,7 +8,9 @@ Main classes:
 * :class:`GroupMember` - a consumer-group member following rebalances;
 * :class:`Watch` - the events under a prefix, in order, with gap recovery;
 * :class:`LoadBalancer` - round robin / smooth weighted round robin;
-* :mod:`conveyor.aio` - ``AsyncClient`` and ``AsyncWatch`` for asyncio.
+* :mod:`conveyor.aio` - ``AsyncClient`` and ``AsyncWatch`` for asyncio;
+* :class:`Security` - CurveZMQ credentials, given to any of them as
+  ``security=`` for a daemon started with ``--curve-secret``.
 
 Errors are :class:`Error` subclasses, one per server error code;
 :class:`Timeout` when no reply comes in time. Logs go to the ``"conveyor"``
@@ -23,6 +25,7 @@ from ._errors import (ERROR_CLASSES, BadRequest, Compacted, Conflict, Error,
                       UnknownMember, UnknownOp, UnsupportedVersion)
 from ._member import GroupMember
 from ._registration import Registration
+from ._security import Security, SecurityError
 from ._types import (Assignment, Event, EventsPage, Group, GroupHeartbeat,
                      GroupList, GroupSummary, Hello, JoinResult, Lease, Member,
                      Service, ServiceList, Topic, TopicPartition)
@@ -33,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Client", "Registration", "GroupMember", "Watch", "LoadBalancer",
+    "Security", "SecurityError",
     "Error", "Timeout", "ProtocolError", "BadRequest", "UnknownOp", "UnsupportedVersion",
     "NotFound", "Conflict", "UnknownMember", "IllegalGeneration", "NotOwner",
     "Compacted", "LimitExceeded", "NotLeader", "Internal", "ERROR_CLASSES",

@@ -6,6 +6,7 @@ import threading
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from ._client import ServerArg
+from ._security import Security
 from ._types import Event, Service
 
 __all__ = ["LoadBalancer"]
@@ -105,14 +106,17 @@ class LoadBalancer:
                 if cur is not None and cur.service_name == svc.service_name:
                     self._drop(svc.service_id)
 
-    def watch(self, server: ServerArg = None, **kw: Any) -> Any:
+    def watch(self, server: ServerArg = None, *, security: Optional[Security] = None,
+              **kw: Any) -> Any:
         """Keep the balancer live: start a :class:`Watch` on
         ``service/<service_name>/`` (or ``service/``) whose callback is
-        :meth:`apply`. Returns the watch; :meth:`close` stops it. Extra
+        :meth:`apply`. Returns the watch; :meth:`close` stops it.
+        ``security``: CurveZMQ credentials (:class:`conveyor.Security`) for
+        a secured daemon (default: those of a ``server`` client). Extra
         keyword arguments go to :class:`Watch`."""
         from ._watch import Watch
         prefix = f"service/{self.service_name}/" if self.service_name else "service/"
-        w = Watch(prefix, callback=self.apply, server=server, **kw)
+        w = Watch(prefix, callback=self.apply, server=server, security=security, **kw)
         if self._watch is not None:
             self._watch.close()
         self._watch = w

@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Union
 import zmq
 
 from ._errors import Error, Timeout, error_from_reply
+from ._security import Security, apply_security, check_security
 from ._types import (EventsPage, Group, GroupHeartbeat, GroupList, Hello,
                      JoinResult, Lease, Service, ServiceList, Topic,
                      TopicPartition)
@@ -32,6 +33,11 @@ class Client:
         timeout: seconds to wait for each reply; past it the call raises
             :class:`conveyor.Timeout` (it never hangs).
         context: a ``zmq.Context`` to use (default: the process-wide one).
+        security: CurveZMQ credentials (:class:`conveyor.Security`) for a
+            daemon started with ``--curve-secret``/``--curve-clients``; the
+            request socket and every event socket opened from this client
+            (watches, members) use them. A server that refuses them sends
+            nothing back: calls raise :class:`conveyor.Timeout`.
 
     Thread safety: a ``Client`` may be shared by threads; its single DEALER
     socket is guarded by a lock, so calls run one at a time. Replies are
@@ -45,9 +51,12 @@ class Client:
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = DEFAULT_TIMEOUT,
-                 *, context: Optional[zmq.Context] = None) -> None:
+                 *, context: Optional[zmq.Context] = None,
+                 security: Optional[Security] = None) -> None:
         self.endpoint = endpoint
         self.timeout = float(timeout)
+        #: The CurveZMQ credentials of this client's sockets, or ``None``.
+        self.security: Optional[Security] = check_security(security)
         self._ctx = context if context is not None else zmq.Context.instance()
         self._lock = threading.RLock()
         self._rid = itertools.count(random.randrange(1, 1 << 30))
@@ -58,9 +67,20 @@ class Client:
 
     # -- plumbing ------------------------------------------------------------
 
+    def _socket(self, kind: int) -> zmq.Socket:
+        """A new socket of this client's context, with no linger and the
+        client's CurveZMQ credentials applied (not connected yet)."""
+        sock = self._ctx.socket(kind)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            apply_security(sock, self.security)
+        except BaseException:
+            sock.close(0)
+            raise
+        return sock
+
     def _open_socket(self) -> None:
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
+        sock = self._socket(zmq.DEALER)
         sock.connect(self.endpoint)
         self._sock = sock
 
@@ -72,8 +92,8 @@ class Client:
             self._open_socket()
 
     def clone(self) -> "Client":
-        """A new client on the same endpoint and timeout (its own socket)."""
-        return Client(self.endpoint, self.timeout, context=self._ctx)
+        """A new client on the same endpoint, timeout and credentials (its own socket)."""
+        return Client(self.endpoint, self.timeout, context=self._ctx, security=self.security)
 
     def call(self, op: str, timeout: Optional[float] = None, **fields: Any) -> Dict[str, Any]:
         """Send any operation and return its reply map (``ok`` is true).
@@ -101,7 +121,7 @@ class Client:
                     # included) must not reach the server later.
                     self._reset_socket()
                     raise Timeout("TIMEOUT", f"no reply to {op} from {self.endpoint} "
-                                             f"within {wait:g} s")
+                                             f"within {wait:g} s{_curve_hint(self.security)}")
                 frames = self._sock.recv_multipart()
                 if len(frames) != 1:
                     log.debug("dropping a %d-frame message", len(frames))
@@ -137,7 +157,8 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Client({self.endpoint!r}, timeout={self.timeout:g})"
+        curve = ", security=..." if self.security is not None else ""
+        return f"Client({self.endpoint!r}, timeout={self.timeout:g}{curve})"
 
     # -- registry ------------------------------------------------------------
 
@@ -271,9 +292,21 @@ class Client:
 ServerArg = Union[str, Client, None]
 
 
-def client_for(server: ServerArg, timeout: Optional[float] = None) -> Client:
-    """A new :class:`Client` (own socket) for an endpoint or another client."""
+def _curve_hint(security: Optional[Security]) -> str:
+    if security is None:
+        return ""
+    return (" (CurveZMQ: a server that does not list this client's public key, or "
+            "whose key is not the one given, answers nothing)")
+
+
+def client_for(server: ServerArg, timeout: Optional[float] = None,
+               security: Optional[Security] = None) -> Client:
+    """A new :class:`Client` (own socket) for an endpoint or another client.
+    ``security`` (if given) wins over the other client's credentials."""
+    check_security(security)
     if isinstance(server, Client):
         return Client(server.endpoint, server.timeout if timeout is None else timeout,
-                      context=server._ctx)
-    return Client(server or DEFAULT_ENDPOINT, DEFAULT_TIMEOUT if timeout is None else timeout)
+                      context=server._ctx,
+                      security=security if security is not None else server.security)
+    return Client(server or DEFAULT_ENDPOINT, DEFAULT_TIMEOUT if timeout is None else timeout,
+                  security=security)

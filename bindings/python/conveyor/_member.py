@@ -10,6 +10,7 @@ import zmq
 
 from ._client import Client, ServerArg, client_for
 from ._errors import (Error, IllegalGeneration, NotFound, UnknownMember)
+from ._security import Security
 from ._types import Assignment, JoinResult, TopicPartition, _assignment
 from ._wire import Offsets, log, unpack
 
@@ -51,7 +52,8 @@ class GroupMember:
         topics: the topics to consume (auto-created by the server if unknown).
         on_assigned, on_revoked: the callbacks (optional).
         server: the daemon's request endpoint (``endpoint`` is accepted as an
-            alias), or a :class:`Client` whose endpoint and timeout are reused.
+            alias), or a :class:`Client` whose endpoint, timeout and security
+            are reused.
         member_id: ask for this member id (default: the server makes one).
         instance_id: static membership: a join with an ``instance_id`` held
             by a current member replaces it, keeping its partitions.
@@ -60,6 +62,9 @@ class GroupMember:
         session_timeout_ms: the session (default: the server's).
         assignor: ``"sticky"`` (default), ``"range"`` or ``"roundrobin"``.
         timeout: reply timeout in seconds.
+        security: CurveZMQ credentials (:class:`conveyor.Security`) for a
+            secured daemon, used on the request and the event socket
+            (default: those of the ``server`` client, if any).
     """
 
     def __init__(self, group_id: str, topics: Sequence[str],
@@ -68,7 +73,8 @@ class GroupMember:
                  member_id: Optional[str] = None, instance_id: Optional[str] = None,
                  service_name: Optional[str] = None, service_id: Optional[str] = None,
                  session_timeout_ms: Optional[int] = None, assignor: Optional[str] = None,
-                 timeout: Optional[float] = None) -> None:
+                 timeout: Optional[float] = None,
+                 security: Optional[Security] = None) -> None:
         if isinstance(topics, str):
             topics = [topics]
         if server is not None and endpoint is not None:
@@ -82,7 +88,8 @@ class GroupMember:
         self._join_args = dict(service_name=service_name, service_id=service_id,
                                instance_id=instance_id, session_timeout_ms=session_timeout_ms,
                                assignor=assignor)
-        self._client: Client = client_for(server if server is not None else endpoint, timeout)
+        self._client: Client = client_for(server if server is not None else endpoint, timeout,
+                                          security)
         self._state = threading.RLock()
         self._member_id: Optional[str] = None
         self._generation = 0
@@ -105,8 +112,7 @@ class GroupMember:
             hello = self._client.hello()
             if not self._session_ms:
                 self._session_ms = hello.session_timeout_ms or 30000
-            sub = self._client._ctx.socket(zmq.SUB)
-            sub.setsockopt(zmq.LINGER, 0)
+            sub = self._client._socket(zmq.SUB)
             sub.connect(hello.events_endpoint)
             sub.setsockopt(zmq.SUBSCRIBE, f"group/{group_id}/".encode())
             # sys/heartbeat tells when the subscription is live (first one)

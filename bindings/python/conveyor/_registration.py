@@ -8,6 +8,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from ._client import Client, ServerArg, client_for
 from ._errors import Error, NotFound
+from ._security import Security
 from ._types import Service
 from ._wire import log
 
@@ -40,16 +41,19 @@ class Registration:
         health: the health reported by heartbeats (``"healthy"``,
             ``"degraded"`` or ``"unhealthy"``).
         server: the daemon's request endpoint, or a :class:`Client` whose
-            endpoint and timeout are reused (the registration always opens
-            its own socket).
+            endpoint, timeout and security are reused (the registration
+            always opens its own socket).
         timeout: reply timeout in seconds (default: the client's, or 5).
+        security: CurveZMQ credentials (:class:`conveyor.Security`) for a
+            secured daemon (default: those of the ``server`` client, if any).
     """
 
     def __init__(self, service_id: str, service_name: str, service_type: str, endpoint: str,
                  labels: Optional[Mapping[str, str]] = None, group_id: Optional[str] = None,
                  lease_ms: Optional[int] = None, weight: Optional[int] = None, *,
                  health: str = "healthy", server: ServerArg = None,
-                 timeout: Optional[float] = None) -> None:
+                 timeout: Optional[float] = None,
+                 security: Optional[Security] = None) -> None:
         if health not in _HEALTHS:
             raise ValueError(f"health must be one of {_HEALTHS}, not {health!r}")
         self._fields: Dict[str, Any] = dict(
@@ -57,7 +61,7 @@ class Registration:
             endpoint=endpoint, labels=dict(labels) if labels is not None else None,
             group_id=group_id, lease_ms=lease_ms, weight=weight)
         self._health = health
-        self._client: Client = client_for(server, timeout)
+        self._client: Client = client_for(server, timeout, security)
         self._lock = threading.RLock()        # serializes register/heartbeat
         self._stop = threading.Event()
         self._wake = threading.Event()

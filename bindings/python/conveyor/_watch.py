@@ -18,6 +18,7 @@ import zmq
 
 from ._client import Client, ServerArg, client_for
 from ._errors import Compacted, Error, NotFound
+from ._security import Security
 from ._types import Event, Group, Service
 from ._wire import log, parse_events, parse_group, parse_groups, parse_services, parse_topics, unpack
 
@@ -282,10 +283,13 @@ class Watch:
         prefix: the topic prefix.
         callback: run the callback form.
         server: the daemon's request endpoint (``endpoint`` is an alias), or
-            a :class:`Client` whose endpoint and timeout are reused.
+            a :class:`Client` whose endpoint, timeout and security are reused.
         snapshot: ``False`` to skip the initial snapshot (events from now on).
         since: start after this ``seq`` instead (resume), replaying history.
         timeout: reply timeout in seconds.
+        security: CurveZMQ credentials (:class:`conveyor.Security`) for a
+            secured daemon, used on the request and the event socket
+            (default: those of the ``server`` client, if any).
 
     The constructor does the first snapshot (errors are raised there).
     """
@@ -293,11 +297,12 @@ class Watch:
     def __init__(self, prefix: str = "", callback: Optional[Callable[[Event], Any]] = None, *,
                  server: ServerArg = None, endpoint: Optional[str] = None,
                  snapshot: bool = True, since: Optional[int] = None,
-                 timeout: Optional[float] = None) -> None:
+                 timeout: Optional[float] = None,
+                 security: Optional[Security] = None) -> None:
         if server is not None and endpoint is not None:
             raise TypeError("give server= or endpoint=, not both")
         self.prefix = prefix
-        self._client = client_for(server if server is not None else endpoint, timeout)
+        self._client = client_for(server if server is not None else endpoint, timeout, security)
         self._core = _WatchCore(prefix)
         self._lock = threading.RLock()
         self._closed = False
@@ -309,8 +314,7 @@ class Watch:
         self.last_heartbeat: Optional[float] = None
         try:
             hello = self._client.hello()
-            sub = self._client._ctx.socket(zmq.SUB)
-            sub.setsockopt(zmq.LINGER, 0)
+            sub = self._client._socket(zmq.SUB)
             sub.connect(hello.events_endpoint)
             sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
             if not HEARTBEAT_TOPIC.startswith(prefix):

@@ -29,7 +29,9 @@ from typing import (Any, AsyncIterator, Deque, Dict, Iterable, Mapping,
 import zmq
 import zmq.asyncio
 
+from ._client import _curve_hint
 from ._errors import Error, Timeout, error_from_reply
+from ._security import Security, apply_security, check_security
 from ._types import (Event, EventsPage, Group, GroupHeartbeat, GroupList, Hello,
                      JoinResult, Lease, Service, ServiceList, Topic,
                      TopicPartition)
@@ -49,12 +51,20 @@ class AsyncClient:
     are serialized by an ``asyncio.Lock`` and matched by ``rid``. A call
     with no reply within ``timeout`` raises :class:`conveyor.Timeout` (and
     the socket is replaced). Use ``async with`` or :meth:`close`. Use it
-    from one event loop."""
+    from one event loop.
+
+    ``security``: CurveZMQ credentials (:class:`conveyor.Security`) for a
+    daemon started with ``--curve-secret``/``--curve-clients``, used by its
+    socket and by the sockets of the :class:`AsyncWatch` made from it.
+    """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = DEFAULT_TIMEOUT,
-                 *, context: Optional[zmq.asyncio.Context] = None) -> None:
+                 *, context: Optional[zmq.asyncio.Context] = None,
+                 security: Optional[Security] = None) -> None:
         self.endpoint = endpoint
         self.timeout = float(timeout)
+        #: The CurveZMQ credentials of this client's sockets, or ``None``.
+        self.security: Optional[Security] = check_security(security)
         self._ctx = context if context is not None else zmq.asyncio.Context.instance()
         self._lock: Optional[asyncio.Lock] = None   # made in the loop that uses it
         self._rid = itertools.count(random.randrange(1, 1 << 30))
@@ -63,9 +73,19 @@ class AsyncClient:
         self._sock: Optional[zmq.asyncio.Socket] = None
         self._open_socket()
 
+    def _socket(self, kind: int) -> zmq.asyncio.Socket:
+        """A new socket with no linger and the client's credentials (not connected)."""
+        sock = self._ctx.socket(kind)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            apply_security(sock, self.security)
+        except BaseException:
+            sock.close(0)
+            raise
+        return sock
+
     def _open_socket(self) -> None:
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
+        sock = self._socket(zmq.DEALER)
         sock.connect(self.endpoint)
         self._sock = sock
 
@@ -98,7 +118,8 @@ class AsyncClient:
                     if left <= 0 or not await sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
                         self._reset_socket()
                         raise Timeout("TIMEOUT", f"no reply to {op} from {self.endpoint} "
-                                                 f"within {wait:g} s")
+                                                 f"within {wait:g} s"
+                                                 f"{_curve_hint(self.security)}")
                     frames = await sock.recv_multipart()
                     if len(frames) != 1:
                         continue
@@ -118,8 +139,9 @@ class AsyncClient:
                 raise
 
     def clone(self) -> "AsyncClient":
-        """A new client on the same endpoint and timeout."""
-        return AsyncClient(self.endpoint, self.timeout, context=self._ctx)
+        """A new client on the same endpoint, timeout and credentials."""
+        return AsyncClient(self.endpoint, self.timeout, context=self._ctx,
+                           security=self.security)
 
     def close(self) -> None:
         """Close the socket."""
@@ -139,7 +161,8 @@ class AsyncClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"AsyncClient({self.endpoint!r}, timeout={self.timeout:g})"
+        curve = ", security=..." if self.security is not None else ""
+        return f"AsyncClient({self.endpoint!r}, timeout={self.timeout:g}{curve})"
 
     # -- operations (see conveyor.Client for their documentation) -------------
 
@@ -267,23 +290,30 @@ class AsyncWatch:
     ``async with AsyncWatch(prefix, server=...) as w: async for ev in w: ...``
     or ``w = AsyncWatch(...); await w.start(); ev = await w.get(timeout)``;
     :meth:`close` ends the iteration. ``server`` is an endpoint or an
-    :class:`AsyncClient` (its endpoint and timeout are reused; the watch
-    opens its own sockets).
+    :class:`AsyncClient` (its endpoint, timeout and credentials are reused;
+    the watch opens its own sockets). ``security``: CurveZMQ credentials
+    (:class:`conveyor.Security`) for a secured daemon, used on the request
+    and the event socket (default: those of the ``server`` client, if any).
     """
 
     def __init__(self, prefix: str = "", *, server: Union[str, AsyncClient, None] = None,
                  endpoint: Optional[str] = None, snapshot: bool = True,
-                 since: Optional[int] = None, timeout: Optional[float] = None) -> None:
+                 since: Optional[int] = None, timeout: Optional[float] = None,
+                 security: Optional[Security] = None) -> None:
         if server is not None and endpoint is not None:
             raise TypeError("give server= or endpoint=, not both")
+        check_security(security)
         server = server if server is not None else endpoint
         if isinstance(server, AsyncClient):
             self._client = AsyncClient(server.endpoint,
                                        server.timeout if timeout is None else timeout,
-                                       context=server._ctx)
+                                       context=server._ctx,
+                                       security=security if security is not None
+                                       else server.security)
         else:
             self._client = AsyncClient(server or DEFAULT_ENDPOINT,
-                                       DEFAULT_TIMEOUT if timeout is None else timeout)
+                                       DEFAULT_TIMEOUT if timeout is None else timeout,
+                                       security=security)
         self.prefix = prefix
         self._snapshot = snapshot
         self._since = since
@@ -301,8 +331,7 @@ class AsyncWatch:
             return self
         try:
             hello = await self._client.hello()
-            sub = self._client._ctx.socket(zmq.SUB)
-            sub.setsockopt(zmq.LINGER, 0)
+            sub = self._client._socket(zmq.SUB)
             sub.connect(hello.events_endpoint)
             sub.setsockopt(zmq.SUBSCRIBE, self.prefix.encode())
             if not HEARTBEAT_TOPIC.startswith(self.prefix):
