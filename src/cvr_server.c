@@ -974,8 +974,10 @@ s_handle_body (cvr_server_t *self, zframe_t *body)
             s_bad (self, "protocol version %" PRId64 " is not supported; this server speaks 1",
                    version);
         for (size_t i = 0; op && op->type == MSGPACK_OBJECT_STR && i < s_ops_count; i++)
-            if (cvr_obj_streq (op, s_ops [i].op))
+            if (cvr_obj_streq (op, s_ops [i].op)) {
                 entry = &s_ops [i];
+                break;
+            }
         if (rc == CVR_OK && !entry) {
             char name [65];
             rc = CVR_UNKNOWN_OP;
@@ -985,6 +987,13 @@ s_handle_body (cvr_server_t *self, zframe_t *body)
     }
     self->requests [entry ? (size_t) (entry - s_ops) : s_ops_count]++;
 
+    //  A read of groups never sees a change without its rebalance (a member
+    //  gone while its partitions still name it). The flush sends deferred
+    //  join replies through the same writer, so it runs before this reply
+    //  is started.
+    if (rc == CVR_OK && entry->settle)
+        s_flush (self);
+
     cvr_wr_reset (reply);
     cvr_wr_map (reply);
     cvr_wr_kbool (reply, "ok", true);
@@ -993,10 +1002,6 @@ s_handle_body (cvr_server_t *self, zframe_t *body)
         cvr_wr_obj (reply, rid);
     }
     if (rc == CVR_OK) {
-        //  A read of groups never sees a change without its rebalance (a
-        //  member gone while its partitions still name it).
-        if (entry->settle)
-            s_flush (self);
         rc = entry->handler (self, req, reply);
         if (rc == CVR_BAD_REQUEST && !self->message [0])
             s_bad (self, "bad request");
