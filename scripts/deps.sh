@@ -7,6 +7,7 @@ CONVEYOR_PACKAGES=(
   build-essential cmake pkg-config
   libzmq3-dev libczmq-dev libmsgpack-dev libjansson-dev libcmocka-dev
   python3 python3-zmq python3-msgpack python3-pytest
+  clang libclang-rt-14-dev
 )
 
 missing=()
