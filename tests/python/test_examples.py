@@ -1,11 +1,14 @@
-"""Smoke tests of the example programs and of scripts/demo.sh, against a
-real daemon. Every wait is bounded."""
+"""Smoke tests of the example programs, against a real daemon: the service
+example's lifecycle, and every program's --help, bad arguments and
+unreachable coordinator. scripts/demo.sh and the pipeline run in
+test_pipeline.py. Every wait is bounded."""
 
 import os
 import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -100,29 +103,69 @@ def test_service_example_reports_unreachable_coordinator():
     assert "cannot register x" in proc.stderr and "TIMEOUT" in proc.stderr
 
 
-def _free_port_pair():
-    for port in range(23000, 31000, 7):
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-                return port
-        except OSError:
-            continue
-    pytest.fail("no free port pair")
+# ---------------------------------------------------------------------------
+# Every example program: --help, bad arguments, an unreachable coordinator.
+# (The demo pipeline itself runs in test_pipeline.py.)
+
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+EXAMPLES = os.path.join(ROOT, "examples")
+PROGRAMS = {
+    "service": [SERVICE],
+    "source": [os.path.join(BIN, "conveyor-example-source")],
+    "transform": [os.path.join(BIN, "conveyor-example-transform")],
+    "pipeline_sink": [PY, os.path.join(EXAMPLES, "pipeline_sink.py")],
+    "pipeline_transform": [PY, os.path.join(EXAMPLES, "pipeline_transform.py")],
+    "pipeline_view": [PY, os.path.join(EXAMPLES, "pipeline_view.py")],
+    "pipeline_report": [PY, os.path.join(EXAMPLES, "pipeline_report.py")],
+}
+# Arguments each program must refuse with exit status 2 (usage).
+BAD_ARGS = {
+    "service": [["--bogus"], ["--id", "x"], ["--label", "novalue", "--id", "x", "--name", "y"]],
+    "source": [["--bogus"], ["--partitions", "0"], ["--partitions", "x"], ["--rate", "-1"],
+               ["--records-per-partition", "0", "--rate", "0"], ["stray"], ["--listen"]],
+    "transform": [["--bogus"], ["--batch", "0"], ["--poll-ms", "abc"],
+                  ["--session-timeout-ms", "-5"], ["stray"], ["--journal"]],
+    "pipeline_sink": [["--bogus"], ["--weight", "-1"], ["--weight", "x"], ["--lease-ms", "0"],
+                      ["--ack-delay-ms", "-1"], ["stray"]],
+    "pipeline_transform": [["--bogus"], ["--batch", "0"], ["--session-timeout-ms", "0"],
+                           ["--poll-ms", "x"], ["stray"]],
+    "pipeline_view": [["--bogus"], ["--interval", "0"], ["--interval", "x"]],
+    "pipeline_report": [[], ["--run-dir", "/nonexistent", "summary"], ["--run-dir", "/tmp"],
+                        ["--run-dir", "/tmp", "bogus"],
+                        ["--run-dir", "/tmp", "wait-rebalance", "--cause", "x",
+                         "--member", "m", "--since", "0"]],
+}
+ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bindings", "python"))
 
 
-def test_demo_script_runs_and_cleans_up():
-    port = _free_port_pair()
-    env = dict(os.environ, DEMO_PORT=str(port), BUILD_DIR=os.path.dirname(BIN))
-    proc = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh"), "--no-build"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
-    assert "[watch] seq=1 service/" in out
-    assert "service/enrich/expired enrich-1" in out
-    assert "enrich-1 removed" in out
-    assert "service/orders/deregistered orders-src-1" in out
-    # Everything it started is gone: the port is free again.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_example_help(name):
+    proc = subprocess.run(PROGRAMS[name] + ["--help"], capture_output=True, text=True,
+                          timeout=20, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage" in proc.stdout.lower() and "--" in proc.stdout
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_example_bad_arguments(name):
+    for args in BAD_ARGS[name]:
+        proc = subprocess.run(PROGRAMS[name] + args, capture_output=True, text=True,
+                              timeout=20, env=ENV)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert proc.stderr.strip(), args      # says why
+
+
+@pytest.mark.parametrize("name", ["source", "transform", "pipeline_sink", "pipeline_transform"])
+def test_pipeline_example_reports_unreachable_coordinator(name, tmp_path):
+    with socket.socket() as s, socket.socket() as s2:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s2.bind(("127.0.0.1", 0))
+        listen = s2.getsockname()[1]
+        s2.close()    # the program's own endpoint: free, not the default
+        extra = ["--journal", str(tmp_path / "j.jsonl")] if "transform" in name else \
+            ["--listen", f"tcp://127.0.0.1:{listen}"]
+        proc = subprocess.run(PROGRAMS[name] + ["-e", f"tcp://127.0.0.1:{port}", *extra],
+                              capture_output=True, text=True, timeout=40, env=ENV)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "TIMEOUT" in proc.stderr, proc.stderr
