@@ -155,6 +155,55 @@ cvr_msg_destroy (cvr_msg_t **self_p)
     *self_p = NULL;
 }
 
+struct _cvr_reader_t {
+    msgpack_zone zone;              //  cleared, not freed, between messages
+    msgpack_object root;
+    char *data;                     //  copy of the input (strings point in)
+    size_t capacity;
+};
+
+cvr_reader_t *
+cvr_reader_new (void)
+{
+    cvr_reader_t *self = (cvr_reader_t *) zmalloc (sizeof (cvr_reader_t));
+    bool ok = msgpack_zone_init (&self->zone, MSGPACK_ZONE_CHUNK_SIZE);
+    assert (ok);
+    (void) ok;
+    return self;
+}
+
+void
+cvr_reader_destroy (cvr_reader_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    msgpack_zone_destroy (&(*self_p)->zone);
+    free ((*self_p)->data);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+const msgpack_object *
+cvr_reader_decode (cvr_reader_t *self, const void *data, size_t size)
+{
+    if (!data || size == 0 || cvr_proto_check (data, size))
+        return NULL;
+    if (size > self->capacity) {
+        char *grown = (char *) realloc (self->data, size);
+        assert (grown);
+        self->data = grown;
+        self->capacity = size;
+    }
+    memcpy (self->data, data, size);
+    msgpack_zone_clear (&self->zone);
+    size_t offset = 0;
+    if (msgpack_unpack (self->data, size, &offset, &self->zone, &self->root)
+            != MSGPACK_UNPACK_SUCCESS
+    ||  offset != size)
+        return NULL;
+    return &self->root;
+}
+
 const msgpack_object *
 cvr_msg_root (cvr_msg_t *self)
 {

@@ -40,6 +40,21 @@ void
 const msgpack_object *
     cvr_msg_root (cvr_msg_t *self);
 
+//  A decoder for a stream of messages that reuses its memory (one zone and
+//  one buffer), for the server's hot path: no allocation per message once
+//  warm. What a decode returns is valid until the next decode.
+typedef struct _cvr_reader_t cvr_reader_t;
+
+cvr_reader_t *
+    cvr_reader_new (void);
+
+void
+    cvr_reader_destroy (cvr_reader_t **self_p);
+
+//  Decodes one msgpack object as cvr_msg_decode does; its root, or NULL.
+const msgpack_object *
+    cvr_reader_decode (cvr_reader_t *self, const void *data, size_t size);
+
 //  True if o is a map whose keys are all strings.
 bool
     cvr_obj_is_str_map (const msgpack_object *o);

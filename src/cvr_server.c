@@ -21,6 +21,8 @@
 #define CVR_PREFIX_MAX      1024
 #define CVR_TICK_MS         50      //  lease deadlines are checked this often
 #define CVR_DRAIN_MAX       1000    //  requests handled per wakeup at most
+#define CVR_EXPIRE_SLICE    2000    //  lease and session transitions per slice
+#define CVR_LOG_BURST       10      //  transitions per slice logged one by one
 //  A handler's answer that its reply waits for the group's rebalance.
 #define S_DEFERRED          ((cvr_err_t) 100)
 
@@ -102,7 +104,10 @@ struct _cvr_server_t {
     cvr_leases_t *leases;       //  lease deadlines of the services
     cvr_effects_t *effects;     //  events of the command being applied
     cvr_wr_t *reply;            //  reply being built, reused
+    cvr_reader_t *reader;       //  decodes the requests, reused
     zlistx_t *scratch;          //  strings copied out of the current request
+    char pool [8192];           //  small ones: bump-allocated, no malloc
+    size_t pool_used;           //  (both reset after each request)
     char message [512];         //  error message of the current request
     int64_t started_at;         //  Unix ms at START
     uint64_t *requests;         //  per op index, then one for "?"
@@ -111,6 +116,8 @@ struct _cvr_server_t {
     zlistx_t *pending;          //  join replies waiting for a rebalance
     const char *defer_group;    //  set by a handler that defers its reply
     const char *defer_member;   //  (borrowed from the request's scratch)
+    bool bulk;                  //  lease transitions beyond CVR_LOG_BURST
+    bool slice_pending;         //  a timer continues the transitions due
 };
 
 //  --------------------------------------------------------------------------
@@ -188,10 +195,19 @@ s_get_str (cvr_server_t *self, const msgpack_object *req, const char *key,
         return s_bad (self, "%s must be a string", key);
     if (o->via.str.size < min || o->via.str.size > max)
         return s_bad (self, "%s must be %zu to %zu bytes", key, min, max);
-    *out = cvr_obj_strdup (o);
-    if (!*out)
+    size_t size = o->via.str.size;
+    if (memchr (o->via.str.ptr, 0, size))
         return s_bad (self, "%s must not contain NUL bytes", key);
-    s_keep (self, *out);
+    if (self->pool_used + size + 1 <= sizeof (self->pool)) {
+        *out = self->pool + self->pool_used;
+        self->pool_used += size + 1;
+    }
+    else {
+        *out = s_keep (self, (char *) malloc (size + 1));
+        assert (*out);
+    }
+    memcpy (*out, o->via.str.ptr, size);
+    (*out) [size] = 0;
     return 0;
 }
 
@@ -350,7 +366,12 @@ static cvr_err_t
 s_submit (cvr_server_t *self, const cvr_cmd_t *cmd)
 {
     cvr_err_t rc = cvr_state_apply (self->state, cmd, self->effects);
-    if (cmd->type != CVR_CMD_HEARTBEAT || rc != CVR_OK) {
+    //  Offset commits are the steady traffic of a healthy pipeline: only
+    //  membership and lifecycle changes are worth an info line, and lease
+    //  transitions in bulk get one summary line (s_expire_leases).
+    bool bulk = self->bulk && (cmd->type == CVR_CMD_LAPSE || cmd->type == CVR_CMD_EXPIRE);
+    s_level_t level = rc != CVR_OK || cmd->type == CVR_CMD_COMMIT || bulk ? S_DEBUG : S_INFO;
+    if ((cmd->type != CVR_CMD_HEARTBEAT || rc != CVR_OK) && level <= self->log_level) {
         const char *group = cmd->join ? cmd->join->group_id : cmd->group_id;
         const char *member = cmd->join ? cmd->join->member_id : cmd->member_id;
         char subject [512];
@@ -364,9 +385,6 @@ s_submit (cvr_server_t *self, const cvr_cmd_t *cmd)
         else
             snprintf (subject, sizeof (subject), "topic %s (%" PRId64 " partitions)",
                       cmd->topic, cmd->partitions);
-        //  Offset commits are the steady traffic of a healthy pipeline:
-        //  only membership and lifecycle changes are worth an info line.
-        s_level_t level = rc != CVR_OK || cmd->type == CVR_CMD_COMMIT ? S_DEBUG : S_INFO;
         s_log (self, level, "%s %s: %s", cvr_cmd_name (cmd->type), subject,
                rc == CVR_OK ? "done" : cvr_err_name (rc));
     }
@@ -384,20 +402,38 @@ s_clamp_lease (cvr_server_t *self, int64_t lease_ms)
     return lease_ms;
 }
 
-//  Runs every lease transition that is due; costs what expires.
-static void
+//  Runs the lease and session transitions that are due, at most
+//  CVR_EXPIRE_SLICE of them (costs what expires, and a mass expiry does not
+//  hold requests up: the loop serves them between slices). Returns true
+//  when more are due. Past CVR_LOG_BURST, lapses and expiries are logged
+//  at debug and summed up in one info line.
+static bool
 s_expire_leases (cvr_server_t *self, int64_t now)
 {
+    size_t done = 0, lapsed = 0, expired = 0;
     cvr_cmd_t cmd;
-    while (cvr_leases_next (self->leases, cvr_state_registry (self->state), now, &cmd))
-        s_submit (self, &cmd);
+    while (done < CVR_EXPIRE_SLICE
+       &&  cvr_leases_next (self->leases, cvr_state_registry (self->state), now, &cmd)) {
+        self->bulk = done++ >= CVR_LOG_BURST;
+        if (s_submit (self, &cmd) == CVR_OK) {
+            lapsed += cmd.type == CVR_CMD_LAPSE;
+            expired += cmd.type == CVR_CMD_EXPIRE;
+        }
+    }
+    self->bulk = false;
+    if (done > CVR_LOG_BURST)
+        s_log (self, S_INFO, "leases: %zu services unhealthy, %zu expired in this slice "
+               "(one line each at debug)", lapsed, expired);
     cvr_groups_t *groups = cvr_state_groups (self->state);
     const char *group_id, *member_id;
-    while (cvr_groups_next_expired (groups, now, &group_id, &member_id)) {
+    while (done < CVR_EXPIRE_SLICE
+       &&  cvr_groups_next_expired (groups, now, &group_id, &member_id)) {
         cvr_cmd_t expire = { .type = CVR_CMD_SESSION_EXPIRE, .now = now,
                              .group_id = group_id, .member_id = member_id };
         s_submit (self, &expire);
+        done++;
     }
+    return done == CVR_EXPIRE_SLICE;
 }
 
 //  --------------------------------------------------------------------------
@@ -496,10 +532,10 @@ s_op_heartbeat (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
                           .service_id = service_id, .health = (cvr_health_t) health };
         if ((rc = s_submit (self, &cmd)))
             return rc;
+        cvr_leases_renew (self->leases, service);
     }
-    else
+    else    //  its deadline stays: cvr_leases_next re-reads last_heartbeat_at
         cvr_registry_touch (cvr_state_registry (self->state), service_id, now);
-    cvr_leases_renew (self->leases, service);
     cvr_groups_touch_service (cvr_state_groups (self->state), service_id, now);
     cvr_wr_kint (reply, "lease_ms", service->lease_ms);
     cvr_wr_kstr (reply, "health", cvr_health_name (service->health));
@@ -933,30 +969,29 @@ static void
 //  Writes the whole reply into self->reply, or returns true when the reply
 //  was deferred (then the last pending entry waits for its envelope).
 static bool
-s_handle_body (cvr_server_t *self, zframe_t *body)
+s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
 {
     cvr_wr_t *reply = self->reply;
-    cvr_msg_t *msg = NULL;
     const msgpack_object *req = NULL, *rid = NULL, *op = NULL;
     const s_op_t *entry = NULL;
     cvr_err_t rc = CVR_OK;
     self->message [0] = 0;
 
-    if (zframe_size (body) > (size_t) self->config.max_message_bytes) {
+    if (body_size > (size_t) self->config.max_message_bytes) {
         rc = CVR_LIMIT_EXCEEDED;
         snprintf (self->message, sizeof (self->message),
                   "body of %zu bytes is over the limit of %" PRId64,
-                  zframe_size (body), self->config.max_message_bytes);
+                  body_size, self->config.max_message_bytes);
     }
     else
-    if (!(msg = cvr_msg_decode (zframe_data (body), zframe_size (body)))
-    ||  cvr_msg_root (msg)->type != MSGPACK_OBJECT_MAP) {
+    if (!(req = cvr_reader_decode (self->reader, body, body_size))
+    ||  req->type != MSGPACK_OBJECT_MAP) {
+        req = NULL;
         rc = CVR_BAD_REQUEST;
         snprintf (self->message, sizeof (self->message),
                   "the body must be one MessagePack map");
     }
     else {
-        req = cvr_msg_root (msg);
         rid = cvr_obj_get (req, "rid");
         op = cvr_obj_get (req, "op");
         int64_t version = 1;
@@ -1022,7 +1057,7 @@ s_handle_body (cvr_server_t *self, zframe_t *body)
         zlistx_add_end (self->pending, pending);
         cvr_wr_reset (reply);
         zlistx_purge (self->scratch);
-        cvr_msg_destroy (&msg);
+    self->pool_used = 0;
         return true;
     }
     if (rc != CVR_OK) {
@@ -1043,7 +1078,7 @@ s_handle_body (cvr_server_t *self, zframe_t *body)
     }
     cvr_wr_close (reply);
     zlistx_purge (self->scratch);
-    cvr_msg_destroy (&msg);
+    self->pool_used = 0;
     return false;
 }
 
@@ -1120,30 +1155,57 @@ s_flush (cvr_server_t *self)
 }
 
 //  One envelope off the ROUTER: [identity, body] from a DEALER or
-//  [identity, "", body] from a REQ; any other shape is dropped.
-static void
-s_handle_message (cvr_server_t *self, zmsg_t *msg)
+//  [identity, "", body] from a REQ; any other shape is dropped. Frames are
+//  zmq_msg_t on the stack and the reply goes out from the writer's buffer:
+//  no allocation per request but the decoded message. Returns false when
+//  nothing was waiting.
+static bool
+s_handle_envelope (cvr_server_t *self, void *router)
 {
-    size_t frames = zmsg_size (msg);
-    zframe_t *identity = zmsg_pop (msg);
-    zframe_t *delimiter = frames == 3 ? zmsg_pop (msg) : NULL;
-    zframe_t *body = zmsg_pop (msg);
-    if ((frames != 2 && frames != 3) || (delimiter && zframe_size (delimiter) != 0)) {
+    zmq_msg_t parts [3];
+    int count = 0, more = 1;
+    while (more && count < 3) {
+        zmq_msg_init (&parts [count]);
+        if (zmq_msg_recv (&parts [count], router, count ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&parts [count]);
+            break;
+        }
+        more = zmq_msg_more (&parts [count++]);
+    }
+    if (count == 0)
+        return false;
+    bool bad = more || count < 2 || (count == 3 && zmq_msg_size (&parts [1]) != 0);
+    size_t frames = (size_t) count;
+    while (more) {                      //  the rest of an oversized envelope
+        zmq_msg_t rest;
+        zmq_msg_init (&rest);
+        more = zmq_msg_recv (&rest, router, 0) >= 0 && zmq_msg_more (&rest);
+        zmq_msg_close (&rest);
+        frames++;
+    }
+    if (bad) {
         self->dropped++;
         s_log (self, S_DEBUG, "dropped an envelope of %zu frames", frames);
     }
-    else
-    if (s_handle_body (self, body)) {
-        s_pending_t *pending = (s_pending_t *) zlistx_last (self->pending);
-        pending->identity = identity;
-        pending->delimiter = delimiter;
-        identity = delimiter = NULL;
+    else {
+        zmq_msg_t *body = &parts [count - 1];
+        if (s_handle_body (self, zmq_msg_data (body), zmq_msg_size (body))) {
+            s_pending_t *pending = (s_pending_t *) zlistx_last (self->pending);
+            pending->identity = zframe_new (zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]));
+            pending->delimiter = count == 3 ? zframe_new_empty () : NULL;
+        }
+        else {
+            //  ROUTER drops a reply to a peer that is gone or over its
+            //  high-water mark; it never blocks the loop.
+            zmq_msg_send (&parts [0], router, ZMQ_SNDMORE);
+            if (count == 3)
+                zmq_msg_send (&parts [1], router, ZMQ_SNDMORE);
+            zmq_send (router, cvr_wr_data (self->reply), cvr_wr_size (self->reply), 0);
+        }
     }
-    else
-        s_send_reply (self, &identity, &delimiter);
-    zframe_destroy (&identity);
-    zframe_destroy (&delimiter);
-    zframe_destroy (&body);
+    for (int i = 0; i < count; i++)
+        zmq_msg_close (&parts [i]);
+    return true;
 }
 
 static int
@@ -1151,22 +1213,33 @@ s_on_router (zloop_t *loop, zsock_t *router, void *arg)
 {
     cvr_server_t *self = (cvr_server_t *) arg;
     //  Drain what is ready (bounded, so the timers still run under load).
-    for (int n = 0; n < CVR_DRAIN_MAX && (zsock_events (router) & ZMQ_POLLIN); n++) {
-        zmsg_t *msg = zmsg_recv (router);
-        if (!msg)
-            break;
-        s_handle_message (self, msg);
-        zmsg_destroy (&msg);
-    }
+    void *handle = zsock_resolve (router);
+    for (int n = 0; n < CVR_DRAIN_MAX && s_handle_envelope (self, handle); n++)
+        ;
     s_flush (self);
     return 0;
 }
 
 static int
+s_on_tick (zloop_t *loop, int timer_id, void *arg);
+
+//  The next slice of a mass expiry, after the requests waiting meanwhile.
+static int
+s_on_slice (zloop_t *loop, int timer_id, void *arg)
+{
+    ((cvr_server_t *) arg)->slice_pending = false;
+    return s_on_tick (loop, timer_id, arg);
+}
+
+static int
 s_on_tick (zloop_t *loop, int timer_id, void *arg)
 {
-    s_expire_leases ((cvr_server_t *) arg, zclock_time ());
-    s_flush ((cvr_server_t *) arg);
+    cvr_server_t *self = (cvr_server_t *) arg;
+    if (s_expire_leases (self, zclock_time ()) && !self->slice_pending) {
+        zloop_timer (loop, 1, 1, s_on_slice, self);
+        self->slice_pending = true;
+    }
+    s_flush (self);
     return 0;
 }
 
@@ -1449,6 +1522,7 @@ s_server_new (zsock_t *pipe, const char *node_id)
     self->leases = cvr_leases_new ();
     self->effects = cvr_effects_new ();
     self->reply = cvr_wr_new ();
+    self->reader = cvr_reader_new ();
     self->pending = zlistx_new ();
     self->scratch = zlistx_new ();
     zlistx_set_destructor (self->scratch, (zlistx_destructor_fn *) zstr_free);
@@ -1473,6 +1547,7 @@ s_server_destroy (cvr_server_t **self_p)
     cvr_leases_destroy (&self->leases);
     cvr_effects_destroy (&self->effects);
     cvr_wr_destroy (&self->reply);
+    cvr_reader_destroy (&self->reader);
     s_pending_t *pending;
     while ((pending = (s_pending_t *) zlistx_detach (self->pending, NULL)))
         s_pending_destroy (&pending);
