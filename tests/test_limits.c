@@ -1144,6 +1144,84 @@ test_join_and_reads_in_one_burst (void **state)
     s_fixture_destroy (&self);
 }
 
+//  A mass expiry runs in slices with requests served between them: every
+//  one of 5,000 services whose leases end together is expired, with one
+//  `expired` event each in seq order, and nothing else is lost.
+static void
+test_mass_expiry_in_slices (void **state)
+{
+    const int count = 5000;
+    fixture_t *self = s_fixture ("max-services", "10000", "min-lease-ms", "100", NULL);
+    zsock_t *sub = zsock_new_sub (self->events, "service/");
+    zsock_set_rcvhwm (sub, 0);
+    zsock_set_rcvtimeo (sub, WAIT_MS);
+    //  Subscribed once a registration's event comes through.
+    s_register (self, "probe", "probe");
+    char *topic = NULL;
+    zframe_t *body = NULL;
+    for (int64_t until = zclock_mono () + WAIT_MS; zclock_mono () < until; ) {
+        zpoller_t *poller = zpoller_new (sub, NULL);
+        bool ready = zpoller_wait (poller, 50) != NULL;
+        zpoller_destroy (&poller);
+        if (ready)
+            break;
+        cvr_msg_t *reply = s_call (self, "deregister", "s", "service_id", "probe");
+        cvr_msg_destroy (&reply);
+        s_register (self, "probe", "probe");
+    }
+    cvr_msg_t *reply = s_call (self, "deregister", "s", "service_id", "probe");
+    EXPECT (reply, "OK");
+    while (zsock_recv (sub, "sf", &topic, &body) == 0 && topic && !strstr (topic, "deregistered")) {
+        zstr_free (&topic);
+        zframe_destroy (&body);
+    }
+    zstr_free (&topic);
+    zframe_destroy (&body);
+    //  Pipelined registrations, all with the shortest lease.
+    for (int i = 0; i < count; i++) {
+        char id [32];
+        snprintf (id, sizeof (id), "mass-%05d", i);
+        cvr_wr_t *w = s_register_req (self, id, "mass", "tcp://10.0.0.1:9000");
+        cvr_wr_kint (w, "lease_ms", 100);
+        cvr_wr_close (w);
+        zframe_t *frame = cvr_wr_frame (w);
+        zframe_send (&frame, self->dealer, 0);
+        cvr_wr_destroy (&w);
+    }
+    for (int i = 0; i < count; i++) {
+        zframe_t *frame = zframe_recv (self->dealer);
+        assert_non_null (frame);
+        reply = cvr_msg_decode (zframe_data (frame), zframe_size (frame));
+        zframe_destroy (&frame);
+        EXPECT (reply, "OK");
+    }
+    //  registered, health (unhealthy), expired for each, in seq order.
+    int registered = 0, unhealthy = 0, expired = 0;
+    uint64_t last_seq = 0;
+    while (expired < count) {
+        if (zsock_recv (sub, "sf", &topic, &body) != 0 || !topic)
+            fail_msg ("%d of %d expired events by the deadline", expired, count);
+        cvr_msg_t *event = cvr_msg_decode (zframe_data (body), zframe_size (body));
+        assert_non_null (event);
+        uint64_t seq = (uint64_t) cvr_obj_get_int (cvr_msg_root (event), "seq", 0);
+        if (last_seq)
+            assert_int_equal (seq, last_seq + 1);
+        last_seq = seq;
+        registered += strstr (topic, "/registered") != NULL;
+        unhealthy += strstr (topic, "/health") != NULL;
+        expired += strstr (topic, "/expired") != NULL;
+        cvr_msg_destroy (&event);
+        zstr_free (&topic);
+        zframe_destroy (&body);
+    }
+    assert_int_equal (registered, count);
+    assert_int_equal (unhealthy, count);
+    assert_int_equal (s_stat (self, "services"), 0);
+    assert_int_equal (s_stat (self, "expired"), count);
+    zsock_destroy (&sub);
+    s_fixture_destroy (&self);
+}
+
 int
 main (void)
 {
@@ -1163,6 +1241,7 @@ main (void)
         cmocka_unit_test (test_slow_subscriber),
         cmocka_unit_test (test_vanished_client),
         cmocka_unit_test (test_join_and_reads_in_one_burst),
+        cmocka_unit_test (test_mass_expiry_in_slices),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
