@@ -129,4 +129,69 @@ pipeline_json_str (FILE *file, const char *s)
     fputc ('"', file);
 }
 
+//  --------------------------------------------------------------------------
+//  CurveZMQ, as examples/service.c takes it: --server-key KEY|FILE (the
+//  coordinator's public key, 40 Z85 characters, or its NAME.cert) and
+//  --cert FILE (this program's NAME.cert_secret). Only the coordinator
+//  connection uses them; the pipeline's own sockets stay plaintext.
+//
+//  The credentials of --server-key and --cert into *security (NULL when
+//  neither was given): 0, or 2 (usage) after one line on stderr saying
+//  which option is wrong. Checks what cvr_security_new would only log, and
+//  a 40-character key that is not Z85 (which libzmq would refuse later).
+static inline int
+pipeline_security (const char *prog, const char *server_key, const char *cert,
+                   cvr_security_t **security)
+{
+    *security = NULL;
+    if (!server_key && !cert)
+        return 0;
+    if (!server_key || !cert) {
+        fprintf (stderr, "%s: --server-key and --cert go together (see --help)\n", prog);
+        return 2;
+    }
+    if (strlen (server_key) == 40 && !zsys_file_exists (server_key)) {
+        uint8_t binary [32];
+        if (!zmq_z85_decode (binary, server_key)) {
+            fprintf (stderr, "%s: --server-key '%s' is not a Z85 key\n", prog, server_key);
+            return 2;
+        }
+    }
+    else {
+        zcert_t *server = zcert_load (server_key);
+        if (!server) {
+            fprintf (stderr, "%s: --server-key '%s' is neither 40 Z85 characters nor a "
+                     "readable certificate file\n", prog, server_key);
+            return 2;
+        }
+        zcert_destroy (&server);
+    }
+    //  zcert_load reads NAME.cert_secret too when given NAME.cert.
+    zcert_t *mine = zcert_load (cert);
+    bool secret = mine && !streq (zcert_secret_txt (mine),
+                                  "0000000000000000000000000000000000000000");
+    zcert_destroy (&mine);
+    if (!secret) {
+        fprintf (stderr, "%s: --cert '%s' is not a readable certificate with a secret key "
+                 "(conveyorctl keygen NAME writes NAME.cert_secret)\n", prog, cert);
+        return 2;
+    }
+    *security = cvr_security_new (server_key, cert);
+    if (!*security) {
+        fprintf (stderr, "%s: --server-key and --cert must both be usable\n", prog);
+        return 2;
+    }
+    return 0;
+}
+
+//  What to add to a TIMEOUT from the coordinator when CURVE is on.
+static inline const char *
+pipeline_curve_hint (const cvr_security_t *security, cvr_err_t err)
+{
+    return security && err == CVR_TIMEOUT
+         ? " (CurveZMQ: a coordinator whose key is not --server-key, or that does not list"
+           " the public key of --cert, answers nothing)"
+         : "";
+}
+
 #endif

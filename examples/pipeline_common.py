@@ -5,6 +5,12 @@ side); these functions must stay equal to the ones there:
 
     payload(p, o)  = fmix32(p * 0x9E3779B1 + o * 0x85EBCA77)   (mod 2^32)
     transform(v)   = v * 3                                      (mod 2^32)
+
+CurveZMQ: every program that talks to the coordinator takes --server-key
+KEY|FILE and --cert FILE (add_security_options, security_from_args), as
+examples/service.c, source.c and transform.c do, and gives the resulting
+conveyor.Security to each Client, Registration, GroupMember and Watch it
+makes. The pipeline's own sockets (source and sinks) stay plaintext.
 """
 
 import json
@@ -25,10 +31,45 @@ import zmq
 
 __all__ = ["conveyor", "DEFAULT_ENDPOINT", "payload", "transform", "now_ms", "pack", "unpack",
            "Journal", "request", "dealer", "find_source", "write_json", "read_json",
-           "read_jsonl"]
+           "read_jsonl", "add_security_options", "security_from_args", "curve_hint"]
 
 MASK = 0xFFFFFFFF
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7400"
+
+
+def add_security_options(parser):
+    """--server-key and --cert, with the help of examples/service.c's."""
+    parser.add_argument("--server-key", metavar="KEY|FILE",
+                        help="CurveZMQ: the coordinator's public key (40 Z85 characters) "
+                             "or its NAME.cert file")
+    parser.add_argument("--cert", metavar="FILE",
+                        help="CurveZMQ: this program's NAME.cert_secret; both are needed for "
+                             "a coordinator started with --curve-secret (only the "
+                             "coordinator connection uses CURVE)")
+
+
+def security_from_args(prog, args):
+    """The conveyor.Security of --server-key and --cert, or None when
+    neither was given. Half of them, or an unusable key or certificate:
+    one line on stderr and exit status 2 (usage), as the C programs do."""
+    if args.server_key is None and args.cert is None:
+        return None
+    if args.server_key is None or args.cert is None:
+        print(f"{prog}: --server-key and --cert go together (see --help)", file=sys.stderr)
+        sys.exit(2)
+    try:
+        return conveyor.Security(args.server_key, args.cert)
+    except conveyor.SecurityError as exc:
+        print(f"{prog}: unusable --server-key/--cert: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def curve_hint(security, exc):
+    """What to add to a Timeout from the coordinator when CURVE is on."""
+    if security is None or not isinstance(exc, conveyor.Timeout):
+        return ""
+    return (" (CurveZMQ: a coordinator whose key is not --server-key, or that does not "
+            "list the public key of --cert, answers nothing)")
 
 
 def fmix32(h):

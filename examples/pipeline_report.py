@@ -30,8 +30,9 @@ import os
 import sys
 import time
 
-from pipeline_common import (DEFAULT_ENDPOINT, conveyor, dealer, find_source, now_ms,
-                             read_json, read_jsonl, request)
+from pipeline_common import (DEFAULT_ENDPOINT, add_security_options, conveyor, dealer,
+                             find_source, now_ms, read_json, read_jsonl, request,
+                             security_from_args)
 
 SHARE_TOLERANCE = 0.10      # relative: a sink's share within 10% of its weight's
 
@@ -44,7 +45,7 @@ class Run:
     def __init__(self, args):
         self.args = args
         self.dir = args.run_dir
-        self.client = conveyor.Client(args.endpoint, timeout=3.0)
+        self.client = conveyor.Client(args.endpoint, timeout=3.0, security=args.security)
 
     def close(self):
         self.client.close()
@@ -578,6 +579,7 @@ def main(argv=None):
     ap.add_argument("--group", default="transformers")
     ap.add_argument("--topic", default="events")
     ap.add_argument("--run-dir", required=True, help="what the demo's programs wrote")
+    add_security_options(ap)
     sub = ap.add_subparsers(dest="command", required=True)
     w = sub.add_parser("wait-rebalance", help="wait for and print a rebalance")
     w.add_argument("--cause", choices=("expired", "joined", "left"), required=True)
@@ -599,6 +601,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if not os.path.isdir(args.run_dir):
         ap.error(f"--run-dir {args.run_dir}: not a directory")
+    args.security = security_from_args("pipeline_report", args)
     run = Run(args)
     try:
         return {"wait-rebalance": cmd_wait_rebalance, "wait-service": cmd_wait_service,

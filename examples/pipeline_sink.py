@@ -16,6 +16,9 @@ a crash would) while the sink keeps serving: the coordinator marks it
 unhealthy after one lease and removes it after two, and transforms shift
 their traffic to the other sinks. SIGUSR2 registers it again.
 
+With --server-key and --cert it registers with a coordinator that requires
+CurveZMQ; its own ROUTER stays plaintext.
+
     pipeline_sink.py --id sink-1 --listen tcp://127.0.0.1:7403 --weight 300 --stats sink-1.json
 """
 
@@ -25,8 +28,9 @@ import signal
 import sys
 import time
 
-from pipeline_common import (DEFAULT_ENDPOINT, conveyor, now_ms, pack, payload, transform,
-                             unpack, write_json)
+from pipeline_common import (DEFAULT_ENDPOINT, add_security_options, conveyor, curve_hint,
+                             now_ms, pack, payload, security_from_args, transform, unpack,
+                             write_json)
 import zmq
 
 MAX_OFFSET = 1 << 31
@@ -124,6 +128,7 @@ def main(argv=None):
     ap.add_argument("--bucket-ms", type=int, default=250, help="time bucket of the counts")
     ap.add_argument("--ack-delay-ms", type=int, default=0,
                     help="acknowledge this late (a slow sink: batches stay in flight longer)")
+    add_security_options(ap)
     args = ap.parse_args(argv)
     if not 0 <= args.weight <= 1000000:
         ap.error("--weight must be 0..1000000")
@@ -133,6 +138,7 @@ def main(argv=None):
         ap.error("--stats-interval and --bucket-ms must be positive")
     if args.ack_delay_ms < 0:
         ap.error("--ack-delay-ms must be >= 0")
+    security = security_from_args("pipeline_sink", args)
 
     flags = {"stop": False, "pause": False, "resume": False}
 
@@ -158,12 +164,12 @@ def main(argv=None):
     def register():
         return conveyor.Registration(args.id, args.name, "sink", args.advertise or args.listen,
                                      weight=args.weight, lease_ms=args.lease_ms,
-                                     server=args.endpoint)
+                                     server=args.endpoint, security=security)
     try:
         reg = register()
     except conveyor.Error as exc:
-        print(f"pipeline_sink: cannot register {args.id} at {args.endpoint}: {exc.code}",
-              file=sys.stderr)
+        print(f"pipeline_sink: cannot register {args.id} at {args.endpoint}: {exc.code}"
+              f"{curve_hint(security, exc)}", file=sys.stderr)
         return 1
     print(f"{args.id}: registered as {args.name} (weight {args.weight}, lease {reg.lease_ms} ms), "
           f"serving {args.advertise or args.listen}", flush=True)

@@ -18,6 +18,10 @@ UnknownMember drop the batch (the new owner sends it again).
 
 --journal FILE: one JSON line per step (same format as transform.c).
 
+With --server-key and --cert its Client, Registration, Watch (of the load
+balancer) and GroupMember use CurveZMQ; the source and the sinks are
+reached in plaintext.
+
     pipeline_transform.py --id transform-py-1 --session-timeout-ms 3000 --journal t.jsonl
 """
 
@@ -28,8 +32,8 @@ import sys
 import threading
 import time
 
-from pipeline_common import (DEFAULT_ENDPOINT, Journal, conveyor, dealer, find_source,
-                             request, transform)
+from pipeline_common import (DEFAULT_ENDPOINT, Journal, add_security_options, conveyor, dealer,
+                             find_source, request, security_from_args, transform)
 
 
 class Part:
@@ -54,7 +58,8 @@ class Worker:
         self.closing = False
         self.member = None
         self.member_ready = threading.Event()
-        self.client = conveyor.Client(args.endpoint, timeout=3.0)
+        self.security = args.security
+        self.client = conveyor.Client(args.endpoint, timeout=3.0, security=self.security)
         self.source = None
         self.source_id = None
         self.sinks = {}       # endpoint -> DEALER
@@ -258,13 +263,13 @@ class Worker:
         self.reg = conveyor.Registration(
             self.id, a.name, "transform", f"pid://{os.getpid()}", group_id=a.group,
             labels={"lang": "python", "topic": self.topic}, lease_ms=a.lease_ms,
-            server=a.endpoint)
+            server=a.endpoint, security=self.security)
         self.lb = conveyor.LoadBalancer("weighted", service_name=a.sink_name)
-        self.lb.watch(server=a.endpoint)
+        self.lb.watch(server=a.endpoint, security=self.security)
         self.member = conveyor.GroupMember(
             a.group, [self.topic], on_assigned=self.on_assigned, on_revoked=self.on_revoked,
             server=a.endpoint, member_id=self.id, service_name=a.name,
-            session_timeout_ms=a.session_timeout_ms)
+            session_timeout_ms=a.session_timeout_ms, security=self.security)
         self.member_ready.set()
         self.journal("joined", gen=self.member.generation, member=self.member.member_id)
         print(f"{self.id}: joined {a.group} (generation {self.member.generation})", flush=True)
@@ -330,6 +335,7 @@ def main(argv=None):
     ap.add_argument("--poll-ms", type=int, default=100, help="wait when caught up (default 100)")
     ap.add_argument("--sink-timeout-ms", type=int, default=2000, help="wait for a sink's ack")
     ap.add_argument("--journal", help="append one JSON line per step")
+    add_security_options(ap)
     args = ap.parse_args(argv)
     for name in ("session_timeout_ms", "lease_ms"):
         value = getattr(args, name)
@@ -338,6 +344,7 @@ def main(argv=None):
     for name in ("batch", "poll_ms", "sink_timeout_ms"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be positive")
+    args.security = security_from_args("pipeline_transform", args)
 
     worker = Worker(args)
 

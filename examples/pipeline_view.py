@@ -14,6 +14,9 @@ to RUN/timeline.txt). Otherwise (--plain, or output not a terminal) it
 prints the events as lines, and a compact table every --plain-every
 seconds. Stops on SIGINT/SIGTERM.
 
+With --server-key and --cert its Client and Watch use CurveZMQ (the
+source's "info" op stays plaintext).
+
     pipeline_view.py -e tcp://127.0.0.1:7400
 """
 
@@ -27,14 +30,15 @@ import textwrap
 import threading
 import time
 
-from pipeline_common import (DEFAULT_ENDPOINT, conveyor, dealer, find_source, now_ms,
-                             read_json, request)
+from pipeline_common import (DEFAULT_ENDPOINT, add_security_options, conveyor, curve_hint,
+                             dealer, find_source, now_ms, read_json, request,
+                             security_from_args)
 
 
 class View:
     def __init__(self, args):
         self.args = args
-        self.client = conveyor.Client(args.endpoint, timeout=2.0)
+        self.client = conveyor.Client(args.endpoint, timeout=2.0, security=args.security)
         self.t0 = args.t0 or now_ms()
         self.lock = threading.Lock()
         self.timeline = []          # (Unix ms, text)
@@ -46,7 +50,7 @@ class View:
         self.stop = False
         self.tty = not args.plain and sys.stdout.isatty()
         self.watch = conveyor.Watch("", callback=self.on_event, server=args.endpoint,
-                                    snapshot=False)
+                                    snapshot=False, security=args.security)
 
     # -- events ----------------------------------------------------------------
 
@@ -278,13 +282,16 @@ def main(argv=None):
     ap.add_argument("--plain-every", type=float, default=5.0,
                     help="seconds between tables in plain mode")
     ap.add_argument("--t0", type=int, help="Unix ms shown as +0.0s (default: now)")
+    add_security_options(ap)
     args = ap.parse_args(argv)
     if args.interval <= 0 or args.plain_every <= 0:
         ap.error("--interval and --plain-every must be positive")
+    args.security = security_from_args("pipeline_view", args)
     try:
         view = View(args)
     except conveyor.Error as exc:
-        print(f"pipeline_view: cannot reach {args.endpoint}: {exc.code}", file=sys.stderr)
+        print(f"pipeline_view: cannot reach {args.endpoint}: {exc.code}"
+              f"{curve_hint(args.security, exc)}", file=sys.stderr)
         return 1
 
     def on_signal(signum, frame):

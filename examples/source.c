@@ -11,6 +11,10 @@
     offsets 0 .. high-1 of every partition. On SIGINT/SIGTERM it
     deregisters, writes --report (JSON) and exits 0.
 
+    With --server-key and --cert (as examples/service.c) it talks to a
+    coordinator that requires CurveZMQ; its own fetch endpoint stays
+    plaintext.
+
     source --listen tcp://127.0.0.1:7402 --partitions 12 \
            --records-per-partition 4000 --rate 100
 */
@@ -206,6 +210,12 @@ s_usage (FILE *file)
         "  --max-batch N                  most records per fetch (default 500)\n"
         "  --lease-ms N                   registration lease (default: the coordinator's)\n"
         "  --report FILE                  write what was produced (JSON) at exit\n"
+        "  --server-key KEY|FILE          CurveZMQ: the coordinator's public key (40 Z85\n"
+        "                                 characters) or its NAME.cert file\n"
+        "  --cert FILE                    CurveZMQ: this program's NAME.cert_secret; both\n"
+        "                                 are needed for a coordinator started with\n"
+        "                                 --curve-secret. Only the coordinator connection\n"
+        "                                 uses CURVE: fetches on --listen stay plaintext\n"
         "  -h, --help\n");
 }
 
@@ -215,6 +225,7 @@ main (int argc, char *argv [])
     const char *endpoint = "tcp://127.0.0.1:7400";
     const char *id = "source-1", *name = "events-source";
     const char *listen = "tcp://127.0.0.1:7402", *advertise = NULL, *report = NULL;
+    const char *server_key = NULL, *cert = NULL;
     int64_t lease_ms = 0;
     source_t self = { .topic = "events", .partitions = 12, .records = 0, .rate = 100,
                       .max_batch = 500 };
@@ -226,6 +237,7 @@ main (int argc, char *argv [])
         { "records-per-partition", required_argument, 0, 'N' },
         { "rate", required_argument, 0, 'r' }, { "max-batch", required_argument, 0, 'b' },
         { "lease-ms", required_argument, 0, 'L' }, { "report", required_argument, 0, 'R' },
+        { "server-key", required_argument, 0, 'k' }, { "cert", required_argument, 0, 'c' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
     };
     int c, opt_index = 0;
@@ -244,6 +256,8 @@ main (int argc, char *argv [])
             case 'b': bad = s_number (optarg, 1, 100000, &self.max_batch); break;
             case 'L': bad = s_number (optarg, 1, INT64_MAX / 2, &lease_ms); break;
             case 'R': report = optarg; break;
+            case 'k': server_key = optarg; break;
+            case 'c': cert = optarg; break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
         }
@@ -266,22 +280,28 @@ main (int argc, char *argv [])
 
     zsys_init ();
     zsys_set_linger (0);
+    cvr_security_t *security = NULL;
+    if (pipeline_security ("source", server_key, cert, &security))
+        return 2;
     zsock_t *router = zsock_new (ZMQ_ROUTER);
     if (!router || zsock_bind (router, "%s", listen) < 0) {
         fprintf (stderr, "source: cannot bind %s: %s\n", listen, zmq_strerror (zmq_errno ()));
         zsock_destroy (&router);
+        cvr_security_destroy (&security);
         return 1;
     }
-    cvr_client_t *client = cvr_client_new (endpoint, 3000);
+    //  Only the coordinator connection is CURVE; the router stays plain.
+    cvr_client_t *client = cvr_client_new_secure (endpoint, 3000, security);
     int64_t granted = 0;
     cvr_err_t err = client ? cvr_client_create_topic (client, self.topic, self.partitions, &granted)
                            : CVR_BAD_REQUEST;
     if (err) {
-        fprintf (stderr, "source: cannot create topic %s (%" PRId64 " partitions) at %s: %s %s\n",
+        fprintf (stderr, "source: cannot create topic %s (%" PRId64 " partitions) at %s: %s %s%s\n",
                  self.topic, self.partitions, endpoint, cvr_err_name (err),
-                 client ? cvr_client_message (client) : "");
+                 client ? cvr_client_message (client) : "", pipeline_curve_hint (security, err));
         cvr_client_destroy (&client);
         zsock_destroy (&router);
+        cvr_security_destroy (&security);
         return 1;
     }
     char partitions_text [32];
@@ -290,13 +310,17 @@ main (int argc, char *argv [])
     cvr_service_spec_t spec = { .service_id = id, .service_name = name, .service_type = "source",
         .endpoint = advertise, .labels = labels, .labels_count = 2, .lease_ms = lease_ms,
         .weight = -1 };
-    cvr_registration_t *registration = cvr_registration_new (endpoint, &spec, 3000, NULL, NULL, &err);
+    cvr_registration_t *registration = cvr_registration_new_secure (
+        endpoint, &spec, 3000, NULL, NULL, &err, security);
     if (!registration) {
-        fprintf (stderr, "source: cannot register %s at %s: %s\n", id, endpoint, cvr_err_name (err));
+        fprintf (stderr, "source: cannot register %s at %s: %s%s\n", id, endpoint,
+                 cvr_err_name (err), pipeline_curve_hint (security, err));
         cvr_client_destroy (&client);
         zsock_destroy (&router);
+        cvr_security_destroy (&security);
         return 1;
     }
+    cvr_security_destroy (&security);     //  the client and registration hold copies
     self.started = zclock_mono ();
     printf ("%s: serving topic %s (%" PRId64 " partitions, %s%" PRId64 " records each, %" PRId64
             "/s) on %s\n", id, self.topic, self.partitions, self.records ? "" : "unbounded, ",

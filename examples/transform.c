@@ -21,6 +21,10 @@
     committed, commit_failed, abandoned, ...), each with "at" (Unix ms),
     flushed at once so it survives a SIGKILL; the demo reads it.
 
+    With --server-key and --cert (as examples/service.c) it talks to a
+    coordinator that requires CurveZMQ: its client, registration, watch and
+    member all use them. The source and the sinks are reached in plaintext.
+
     transform --id transform-c-1 --session-timeout-ms 3000 --journal t1.jsonl
 */
 #include "pipeline.h"
@@ -566,6 +570,12 @@ s_usage (FILE *file)
         "  --poll-ms N                  wait when a partition is caught up (default 100)\n"
         "  --sink-timeout-ms N          wait for a sink's ack (default 2000)\n"
         "  --journal FILE               append one JSON line per step\n"
+        "  --server-key KEY|FILE        CurveZMQ: the coordinator's public key (40 Z85\n"
+        "                               characters) or its NAME.cert file\n"
+        "  --cert FILE                  CurveZMQ: this program's NAME.cert_secret; both\n"
+        "                               are needed for a coordinator started with\n"
+        "                               --curve-secret. Only the coordinator connection\n"
+        "                               uses CURVE: the source and the sinks are plaintext\n"
         "  -h, --help\n");
 }
 
@@ -575,6 +585,7 @@ main (int argc, char *argv [])
     worker_t self = { .group = "transformers", .topic = "events", .coordinator = "tcp://127.0.0.1:7400",
                       .batch = 200, .poll_ms = 100, .sink_timeout_ms = 2000 };
     const char *name = "events-transform", *sink_name = "events-sink", *journal = NULL;
+    const char *server_key = NULL, *cert = NULL;
     int64_t session_ms = 0, lease_ms = 0, number;
     static struct option longopts [] = {
         { "endpoint", required_argument, 0, 'e' }, { "id", required_argument, 0, 'i' },
@@ -583,8 +594,9 @@ main (int argc, char *argv [])
         { "session-timeout-ms", required_argument, 0, 'S' },
         { "lease-ms", required_argument, 0, 'L' }, { "batch", required_argument, 0, 'b' },
         { "poll-ms", required_argument, 0, 'P' }, { "sink-timeout-ms", required_argument, 0, 'T' },
-        { "journal", required_argument, 0, 'j' }, { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 }
+        { "journal", required_argument, 0, 'j' },
+        { "server-key", required_argument, 0, 'k' }, { "cert", required_argument, 0, 'c' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
     };
     int c, opt_index = 0;
     while ((c = getopt_long (argc, argv, "e:h", longopts, &opt_index)) != -1) {
@@ -602,6 +614,8 @@ main (int argc, char *argv [])
             case 'P': bad = s_number (optarg, 1, 60000, &number); self.poll_ms = (int) number; break;
             case 'T': bad = s_number (optarg, 1, 600000, &number); self.sink_timeout_ms = (int) number; break;
             case 'j': journal = optarg; break;
+            case 'k': server_key = optarg; break;
+            case 'c': cert = optarg; break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
         }
@@ -615,6 +629,9 @@ main (int argc, char *argv [])
         fprintf (stderr, "transform: unexpected argument '%s' (see --help)\n", argv [optind]);
         return 2;
     }
+    cvr_security_t *security = NULL;
+    if (pipeline_security ("transform", server_key, cert, &security))
+        return 2;
     char default_id [64];
     if (!self.id) {
         snprintf (default_id, sizeof default_id, "transform-c-%d", (int) getpid ());
@@ -622,6 +639,7 @@ main (int argc, char *argv [])
     }
     if (journal && !(self.journal = fopen (journal, "a"))) {
         fprintf (stderr, "transform: cannot open %s: %s\n", journal, strerror (errno));
+        cvr_security_destroy (&security);
         return 1;
     }
     zsys_init ();
@@ -634,7 +652,7 @@ main (int argc, char *argv [])
     cvr_err_t err = CVR_OK;
     cvr_registration_t *registration = NULL;
     cvr_watch_t *watch = NULL;
-    self.client = cvr_client_new (self.coordinator, 3000);
+    self.client = cvr_client_new_secure (self.coordinator, 3000, security);
     self.balancer = cvr_balancer_new (CVR_BALANCE_WEIGHTED, sink_name);
     char watch_prefix [256], service_endpoint [64];
     snprintf (watch_prefix, sizeof watch_prefix, "service/%s/", sink_name);
@@ -644,23 +662,26 @@ main (int argc, char *argv [])
         .service_type = "transform", .endpoint = service_endpoint, .group_id = self.group,
         .labels = labels, .labels_count = 2, .lease_ms = lease_ms, .weight = -1 };
     if (!self.client
-    ||  !(registration = cvr_registration_new (self.coordinator, &spec, 3000, NULL, NULL, &err))) {
-        fprintf (stderr, "transform: cannot register %s at %s: %s\n", self.id, self.coordinator,
-                 cvr_err_name (err));
+    ||  !(registration = cvr_registration_new_secure (self.coordinator, &spec, 3000, NULL, NULL,
+                                                      &err, security))) {
+        fprintf (stderr, "transform: cannot register %s at %s: %s%s\n", self.id,
+                 self.coordinator, cvr_err_name (err), pipeline_curve_hint (security, err));
         goto done;
     }
-    if (!(watch = cvr_watch_new (self.coordinator, watch_prefix, 3000))) {
-        fprintf (stderr, "transform: cannot watch %s at %s\n", watch_prefix, self.coordinator);
+    if (!(watch = cvr_watch_new_secure (self.coordinator, watch_prefix, 3000, security))) {
+        fprintf (stderr, "transform: cannot watch %s at %s%s\n", watch_prefix, self.coordinator,
+                 pipeline_curve_hint (security, CVR_TIMEOUT));
         goto done;
     }
     const char *topics [] = { self.topic };
     cvr_member_config_t config = { .group_id = self.group, .topics = topics, .topics_count = 1,
         .member_id = self.id, .service_name = name, .session_timeout_ms = session_ms,
-        .on_assigned = s_on_assigned, .on_revoked = s_on_revoked, .arg = &self };
+        .security = security, .on_assigned = s_on_assigned, .on_revoked = s_on_revoked,
+        .arg = &self };
     self.member = cvr_member_new (self.coordinator, &config, &err);
     if (!self.member) {
-        fprintf (stderr, "transform: cannot join %s at %s: %s\n", self.group, self.coordinator,
-                 cvr_err_name (err));
+        fprintf (stderr, "transform: cannot join %s at %s: %s%s\n", self.group, self.coordinator,
+                 cvr_err_name (err), pipeline_curve_hint (security, err));
         goto done;
     }
     s_journal (&self, "joined", "\"gen\": %" PRId64 ", \"member\": \"%s\"",
@@ -719,6 +740,7 @@ done:
         free (self.sinks [i].endpoint);
     }
     cvr_client_destroy (&self.client);
+    cvr_security_destroy (&security);
     s_journal (&self, "stopped", "\"batches\": %" PRIu64 ", \"records\": %" PRIu64
                ", \"commits\": %" PRIu64 ", \"commit_failures\": %" PRIu64
                ", \"abandoned\": %" PRIu64, self.batches, self.records, self.commits,

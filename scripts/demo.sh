@@ -10,11 +10,17 @@
 # delivered, lost (must be 0), duplicates, rebalances and their latencies,
 # sink shares against weights. Stops everything it started.
 # Usage: scripts/demo.sh [--duration S] [--rate R] [--quiet] [--no-build]
-#                        [--summary-json FILE]
+#                        [--curve] [--summary-json FILE]
 #   --duration S   seconds the source produces for (default 40; the demo
 #                  takes about S + 10 s); at least 16
 #   --rate R       records per second per partition (default 100, 12 partitions)
 #   --quiet        only the announcements and the summary, no live view
+#   --curve        CurveZMQ: writes a server and a client certificate pair
+#                  (conveyorctl keygen) into the run directory, starts
+#                  conveyord with --curve-secret/--curve-clients and gives
+#                  every program and conveyorctl --server-key/--cert (the
+#                  pipeline's own source and sink sockets stay plaintext);
+#                  default: plaintext
 #   env DEMO_PORT (default 7400: coordinator; +1 its events, +2 the source,
 #   +3 and +4 the sinks), BUILD_DIR (default build), DEMO_SUMMARY_JSON
 #   (same as --summary-json), DEMO_KEEP_RUN=1 keeps the run directory.
@@ -25,6 +31,7 @@ cd "$(dirname "$0")/.."
 
 QUIET=0
 BUILD=1
+CURVE=0
 DURATION=40
 RATE=100
 SUMMARY_JSON=${DEMO_SUMMARY_JSON:-}
@@ -33,6 +40,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quiet) QUIET=1 ;;
     --no-build) BUILD=0 ;;
+    --curve) CURVE=1 ;;
     --duration|--rate|--summary-json)
       [ $# -ge 2 ] || { echo "demo: $1 needs a value" >&2; exit 2; }
       case "$1" in
@@ -79,6 +87,22 @@ EXAMPLES=examples
 export PYTHONPATH="$PWD/bindings/python${PYTHONPATH:+:$PYTHONPATH}"
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-demo.XXXXXX")
 mkdir -p "$RUN/sinks" "$RUN/journals" "$RUN/logs"
+# --curve: certificates in RUN/curve (server.cert*, demo.cert*; clients/
+# holds the public demo.cert, the only client the daemon lets in). KEYS go
+# to every program that talks to the coordinator, and to conveyorctl.
+CTL_PLAIN=$CTL
+KEYS=()
+CURVED=()
+if [ "$CURVE" -eq 1 ]; then
+  mkdir -p "$RUN/curve/clients"
+  for name in server demo; do
+    "$BIN/conveyorctl" keygen "$name" --dir "$RUN/curve" >/dev/null
+  done
+  cp "$RUN/curve/demo.cert" "$RUN/curve/clients/"
+  KEYS=(--server-key "$RUN/curve/server.cert" --cert "$RUN/curve/demo.cert_secret")
+  CURVED=(--curve-secret "$RUN/curve/server.cert_secret" --curve-clients "$RUN/curve/clients")
+  CTL="$CTL ${KEYS[*]}"
+fi
 LEASE=2000         # services: unhealthy after 2 s without heartbeat, removed after 4 s
 SESSION=3000       # group members: expired 3 s after their last heartbeat
 
@@ -171,7 +195,7 @@ at_second() {
   local left=$(( $1 * 1000 - ($(now_ms) - T_PROD) ))
   if [ "$left" -gt 0 ]; then sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"; fi
 }
-report() { "$PY" "$EXAMPLES/pipeline_report.py" -e "$EP" --run-dir "$RUN" "$@"; }
+report() { "$PY" "$EXAMPLES/pipeline_report.py" -e "$EP" ${KEYS[@]+"${KEYS[@]}"} --run-dir "$RUN" "$@"; }
 # Runs a report command and announces each line it prints.
 announce() {
   local line
@@ -189,8 +213,8 @@ services_up() { [ "$($CTL --json services --name "$1" 2>/dev/null | grep -c '"se
 start_transform() {   # start_transform ID c|py
   # Batches of at most 50: a worker catching up after a rebalance spreads
   # its backlog over several picks of the balancer.
-  local id=$1 args=(-e "$EP" --id "$1" --session-timeout-ms "$SESSION" --lease-ms "$LEASE"
-                    --batch 50 --journal "$RUN/journals/$1.jsonl")
+  local id=$1 args=(-e "$EP" ${KEYS[@]+"${KEYS[@]}"} --id "$1" --session-timeout-ms "$SESSION"
+                    --lease-ms "$LEASE" --batch 50 --journal "$RUN/journals/$1.jsonl")
   if [ "$2" = c ]; then
     start "$id" "$BIN/conveyor-example-transform" "${args[@]}"
   else
@@ -201,12 +225,17 @@ start_transform() {   # start_transform ID c|py
 RECORDS=$((DURATION * RATE))
 mark start
 say "Conveyor pipeline demo: coordinator $EP, topic 'events' (12 partitions x $RECORDS records at $RATE/s each, $DURATION s)"
-if $CTL -t 300 status >/dev/null 2>&1; then
+if [ "$CURVE" -eq 1 ]; then
+  say "CurveZMQ: conveyord accepts only the client certificate $RUN/curve/demo.cert; every program gets --server-key/--cert"
+fi
+# A daemon already there answers a plaintext status (one with CURVE would
+# not, but it cannot hold the key made just now).
+if $CTL_PLAIN -t 300 status >/dev/null 2>&1; then
   echo "demo: something already answers on $EP; choose another DEMO_PORT" >&2
   exit 1
 fi
 start conveyord "$BIN/conveyord" --listen "$EP" --publish "$EV" --lease-ms "$LEASE" \
-  --min-lease-ms 500 --session-timeout-ms "$SESSION"
+  --min-lease-ms 500 --session-timeout-ms "$SESSION" ${CURVED[@]+"${CURVED[@]}"}
 wait_for "conveyord" conveyord $CTL -t 300 status
 
 $CTL topic create events 12 >/dev/null
@@ -214,13 +243,13 @@ $CTL topic create events 12 >/dev/null
 say "Starting two sinks (Python, weights 300 and 100)"
 for s in "sink-1 300 3" "sink-2 100 4"; do
   set -- $s
-  start "$1" "$PY" "$EXAMPLES/pipeline_sink.py" -e "$EP" --id "$1" --weight "$2" \
+  start "$1" "$PY" "$EXAMPLES/pipeline_sink.py" -e "$EP" ${KEYS[@]+"${KEYS[@]}"} --id "$1" --weight "$2" \
     --listen "tcp://127.0.0.1:$((PORT + $3))" --lease-ms "$LEASE" --stats "$RUN/sinks/$1.json"
 done
 wait_for "the sinks" "sink-1 sink-2" services_up events-sink 2
 
 if [ "$VIEW" -eq 1 ]; then
-  view_args=(-e "$EP" --run-dir "$RUN" --t0 "$T0")
+  view_args=(-e "$EP" ${KEYS[@]+"${KEYS[@]}"} --run-dir "$RUN" --t0 "$T0")
   [ "$TTY" -eq 1 ] || view_args+=(--plain)
   "$PY" "$EXAMPLES/pipeline_view.py" "${view_args[@]}" 2>"$RUN/logs/view.log" &
   VIEW_PID=$!
@@ -234,7 +263,7 @@ start_transform transform-c-2 c
 wait_for "three transforms in the group" "transform-c-1 transform-py-1 transform-c-2" three_members
 
 say "Starting the source (C): it registers, and its partitions fill at $RATE records/s each"
-start source-1 "$BIN/conveyor-example-source" -e "$EP" --id source-1 \
+start source-1 "$BIN/conveyor-example-source" -e "$EP" ${KEYS[@]+"${KEYS[@]}"} --id source-1 \
   --listen "tcp://127.0.0.1:$((PORT + 2))" --partitions 12 --records-per-partition "$RECORDS" \
   --rate "$RATE" --lease-ms "$LEASE" --report "$RUN/source-report.json"
 T_PROD=$(now_ms)    # the schedule counts from here

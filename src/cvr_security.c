@@ -12,8 +12,14 @@ cvr_security_new (const char *server_key, const char *client_cert)
     if (!server_key || !client_cert)
         return NULL;
     cvr_security_t *self = (cvr_security_t *) zmalloc (sizeof (cvr_security_t));
-    if (strlen (server_key) == 40 && !zsys_file_exists (server_key))
-        snprintf (self->server_key, sizeof (self->server_key), "%s", server_key);
+    uint8_t decoded [32];
+    if (strlen (server_key) == 40 && !zsys_file_exists (server_key)) {
+        //  czmq asserts on a key that is not Z85: check it here.
+        if (zmq_z85_decode (decoded, server_key))
+            snprintf (self->server_key, sizeof (self->server_key), "%s", server_key);
+        else
+            zsys_error ("conveyor: the server key '%s' is not a Z85 public key", server_key);
+    }
     else {
         zcert_t *server = zcert_load (server_key);
         if (server)
