@@ -1120,3 +1120,270 @@ cvr_groups_members_expired (cvr_groups_t *self)
 {
     return self->members_expired;
 }
+
+//  --------------------------------------------------------------------------
+//  Snapshots
+
+//  The keys of a hash table, sorted. Caller frees the array.
+static const char **
+s_keys_sorted (zhashx_t *table, size_t *count)
+{
+    *count = zhashx_size (table);
+    const char **keys = (const char **) malloc ((*count + 1) * sizeof (char *));
+    assert (keys);
+    size_t i = 0;
+    for (void *item = zhashx_first (table); item; item = zhashx_next (table))
+        keys [i++] = (const char *) zhashx_cursor (table);
+    qsort (keys, *count, sizeof (char *), s_cmp_str);
+    return keys;
+}
+
+const char **
+cvr_groups_topic_names (cvr_groups_t *self, size_t *count)
+{
+    return s_keys_sorted (self->topics, count);
+}
+
+const char **
+cvr_groups_ids (cvr_groups_t *self, size_t *count)
+{
+    return s_keys_sorted (self->groups, count);
+}
+
+const char **
+cvr_groups_dirty_ids (cvr_groups_t *self, size_t *count)
+{
+    *count = zlistx_size (self->dirty);
+    const char **ids = (const char **) malloc ((*count + 1) * sizeof (char *));
+    assert (ids);
+    size_t i = 0;
+    for (s_group_t *g = (s_group_t *) zlistx_first (self->dirty); g;
+         g = (s_group_t *) zlistx_next (self->dirty))
+        ids [i++] = g->group_id;
+    return ids;
+}
+
+cvr_err_t
+cvr_groups_info (cvr_groups_t *self, const char *group_id, int64_t *generation,
+                 const char **assignor, const char **reason)
+{
+    s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, group_id);
+    if (!group)
+        return CVR_NOT_FOUND;
+    *generation = group->generation;
+    *assignor = group->assignor;
+    *reason = group->dirty ? group->reason : NULL;
+    return CVR_OK;
+}
+
+cvr_member_record_t *
+cvr_groups_member_records (cvr_groups_t *self, const char *group_id, size_t *count)
+{
+    s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, group_id);
+    if (!group)
+        return NULL;
+    s_member_t **members = s_members_sorted (group, count);
+    size_t owned = 0;
+    for (size_t i = 0; i < *count; i++)
+        owned += members [i]->assignment_count;
+    //  One block: the records, then every assignment after them.
+    cvr_member_record_t *records = (cvr_member_record_t *) malloc (
+        (*count + 1) * sizeof (cvr_member_record_t) + owned * sizeof (cvr_owned_t));
+    assert (records);
+    cvr_owned_t *partitions = (cvr_owned_t *) (records + *count + 1);
+    for (size_t i = 0; i < *count; i++) {
+        const s_member_t *m = members [i];
+        records [i] = (cvr_member_record_t) {
+            m->member_id, m->instance_id, m->service_id, m->service_name,
+            (const char *const *) m->topics, m->topics_count, m->session_timeout_ms,
+            m->joined_at, m->last_heartbeat_at, partitions, m->assignment_count
+        };
+        for (size_t p = 0; p < m->assignment_count; p++)
+            *partitions++ = (cvr_owned_t) { m->assignment [p].topic->name,
+                                                m->assignment [p].partition };
+    }
+    free (members);
+    return records;
+}
+
+const char **
+cvr_groups_fenced (cvr_groups_t *self, const char *group_id, size_t *count)
+{
+    s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, group_id);
+    if (!group)
+        return NULL;
+    *count = zlistx_size (group->fenced_order);
+    const char **ids = (const char **) malloc ((*count + 1) * sizeof (char *));
+    assert (ids);
+    size_t i = 0;
+    for (const char *id = (const char *) zlistx_first (group->fenced_order); id;
+         id = (const char *) zlistx_next (group->fenced_order))
+        ids [i++] = id;
+    return ids;
+}
+
+cvr_offset_t *
+cvr_groups_committed (cvr_groups_t *self, const char *group_id, size_t *count)
+{
+    s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, group_id);
+    if (!group)
+        return NULL;
+    size_t n = zhashx_size (group->offsets), i = 0, names = 0;
+    s_committed_t *committed = (s_committed_t *) malloc ((n + 1) * sizeof (s_committed_t));
+    assert (committed);
+    for (int64_t *value = (int64_t *) zhashx_first (group->offsets); value;
+         value = (int64_t *) zhashx_next (group->offsets)) {
+        const char *key = (const char *) zhashx_cursor (group->offsets);
+        const char *slash = strrchr (key, '/');
+        committed [i++] = (s_committed_t) { key, (size_t) (slash - key),
+                                            atoll (slash + 1), *value };
+        names += (size_t) (slash - key) + 1;
+    }
+    qsort (committed, n, sizeof (s_committed_t), s_cmp_committed);
+    //  One block: the offsets, then their topic names.
+    cvr_offset_t *offsets = (cvr_offset_t *) malloc ((n + 1) * sizeof (cvr_offset_t) + names);
+    assert (offsets);
+    char *name = (char *) (offsets + n + 1);
+    for (i = 0; i < n; i++) {
+        memcpy (name, committed [i].key, committed [i].topic_len);
+        name [committed [i].topic_len] = 0;
+        offsets [i] = (cvr_offset_t) { name, committed [i].partition, committed [i].offset };
+        name += committed [i].topic_len + 1;
+    }
+    free (committed);
+    *count = n;
+    return offsets;
+}
+
+cvr_err_t
+cvr_groups_restore_topic (cvr_groups_t *self, const char *name, uint32_t partitions)
+{
+    if (s_topic (self, name))
+        return CVR_CONFLICT;
+    s_topic_t *topic = (s_topic_t *) zmalloc (sizeof (s_topic_t));
+    topic->name = strdup (name);
+    topic->partitions = partitions;
+    zhashx_insert (self->topics, name, topic);
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_groups_restore_group (cvr_groups_t *self, const char *group_id, int64_t generation,
+                          const char *assignor)
+{
+    if (zhashx_lookup (self->groups, group_id))
+        return CVR_CONFLICT;
+    s_group_t *group = s_group_new (group_id, assignor);
+    group->generation = generation;
+    zhashx_insert (self->groups, group_id, group);
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_groups_restore_member (cvr_groups_t *self, const char *group_id,
+                           const cvr_member_record_t *record)
+{
+    s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, group_id);
+    if (!group)
+        return CVR_NOT_FOUND;
+    if (zhashx_lookup (group->members, record->member_id)
+    ||  (record->instance_id && zhashx_lookup (group->instances, record->instance_id)))
+        return CVR_CONFLICT;
+    //  What the rest relies on: topics that exist (the assignor looks
+    //  them up), sorted and unique lists (compared and searched as such),
+    //  a session deadline that fits.
+    for (size_t i = 0; i < record->topics_count; i++)
+        if (!s_topic (self, record->topics [i])
+        ||  (i > 0 && strcmp (record->topics [i - 1], record->topics [i]) >= 0))
+            return CVR_BAD_REQUEST;
+    s_owned_t *assignment = (s_owned_t *) malloc (
+        (record->assignment_count + 1) * sizeof (s_owned_t));
+    assert (assignment);
+    for (size_t i = 0; i < record->assignment_count; i++) {
+        assignment [i].topic = s_topic (self, record->assignment [i].topic);
+        assignment [i].partition = record->assignment [i].partition;
+        if (!assignment [i].topic
+        ||  (i > 0 && s_cmp_owned (&assignment [i - 1], &assignment [i]) >= 0)) {
+            free (assignment);
+            return CVR_BAD_REQUEST;
+        }
+    }
+    int64_t deadline;
+    if (__builtin_add_overflow (record->last_heartbeat_at, record->session_timeout_ms,
+                                &deadline)) {
+        free (assignment);
+        return CVR_BAD_REQUEST;
+    }
+    cvr_join_t join = { .member_id = record->member_id,
+                        .instance_id = record->instance_id,
+                        .service_id = record->service_id,
+                        .service_name = record->service_name,
+                        .session_timeout_ms = record->session_timeout_ms };
+    s_member_t *member = s_member_new (group, &join, (const char **) record->topics,
+                                       record->topics_count, record->joined_at);
+    member->assignment = assignment;
+    member->assignment_count = record->assignment_count;
+    s_add_member (self, group, member);
+    s_renew_session (self, member, record->last_heartbeat_at);
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_groups_restore_fenced (cvr_groups_t *self, const char *group_id,
+                           const char *member_id)
+{
+    s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, group_id);
+    if (!group)
+        return CVR_NOT_FOUND;
+    if (zhashx_lookup (group->fenced, member_id))
+        return CVR_CONFLICT;
+    if (zlistx_size (group->fenced_order) >= CVR_FENCED_MAX)
+        return CVR_BAD_REQUEST;     //  more than a group remembers
+    s_fence (group, member_id);
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_groups_restore_offset (cvr_groups_t *self, const char *group_id,
+                           const cvr_offset_t *offset)
+{
+    s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, group_id);
+    if (!group)
+        return CVR_NOT_FOUND;
+    //  The key as cvr_groups_commit makes it.
+    char key [256];
+    if (snprintf (key, sizeof (key), "%s/%" PRId64, offset->topic, offset->partition)
+            >= (int) sizeof (key))
+        return CVR_BAD_REQUEST;
+    if (zhashx_lookup (group->offsets, key))
+        return CVR_CONFLICT;
+    int64_t *value = (int64_t *) malloc (sizeof (int64_t));
+    assert (value);
+    *value = offset->offset;
+    zhashx_insert (group->offsets, key, value);
+    return CVR_OK;
+}
+
+cvr_err_t
+cvr_groups_restore_dirty (cvr_groups_t *self, const char *group_id, const char *reason)
+{
+    s_group_t *group = (s_group_t *) zhashx_lookup (self->groups, group_id);
+    if (!group)
+        return CVR_NOT_FOUND;
+    if (group->dirty)
+        return CVR_CONFLICT;
+    if (strlen (reason) >= sizeof (group->reason))
+        return CVR_BAD_REQUEST;
+    group->dirty = true;
+    snprintf (group->reason, sizeof (group->reason), "%s", reason);
+    zlistx_add_end (self->dirty, group);
+    return CVR_OK;
+}
+
+void
+cvr_groups_restore_counters (cvr_groups_t *self, uint64_t rebalances,
+                             uint64_t members_expired)
+{
+    self->rebalances = rebalances;
+    self->members_expired = members_expired;
+}

@@ -149,4 +149,110 @@ uint64_t
 uint64_t
     cvr_groups_members_expired (cvr_groups_t *self);
 
+//  --------------------------------------------------------------------------
+//  Snapshots (cvr_codec): every part read out in a canonical order, and put
+//  back exactly. Restores publish no events and check no limits (a snapshot
+//  is restored whole); what the rest derives (subscription counts, the
+//  instance, topic and service indexes, session deadlines) is rebuilt.
+
+//  A partition a member owns, by topic name.
+typedef struct {
+    const char *topic;
+    uint32_t partition;
+} cvr_owned_t;
+
+//  A member as its group holds it. Strings borrowed.
+typedef struct {
+    const char *member_id;
+    const char *instance_id;            //  NULL: dynamic member
+    const char *service_id;             //  NULL: not linked to a service
+    const char *service_name;           //  NULL
+    const char *const *topics;          //  subscriptions, sorted and unique
+    size_t topics_count;
+    int64_t session_timeout_ms;
+    int64_t joined_at;
+    int64_t last_heartbeat_at;          //  the session runs out at this + timeout
+    const cvr_owned_t *assignment;      //  sorted by topic name, then partition
+    size_t assignment_count;
+} cvr_member_record_t;
+
+//  The topic names, sorted. The caller frees the array; names borrowed.
+const char **
+    cvr_groups_topic_names (cvr_groups_t *self, size_t *count);
+
+//  The group ids, sorted. The caller frees the array; ids borrowed.
+const char **
+    cvr_groups_ids (cvr_groups_t *self, size_t *count);
+
+//  The groups waiting for a rebalance, in the order cvr_groups_next_dirty
+//  gives them. The caller frees the array; ids borrowed.
+const char **
+    cvr_groups_dirty_ids (cvr_groups_t *self, size_t *count);
+
+//  A group's generation, assignor, and why it waits for a rebalance (NULL
+//  when it does not). Strings borrowed. CVR_NOT_FOUND if absent.
+cvr_err_t
+    cvr_groups_info (cvr_groups_t *self, const char *group_id, int64_t *generation,
+                     const char **assignor, const char **reason);
+
+//  A group's members sorted by member id, as one block the caller frees
+//  (assignments included; strings borrowed). NULL if the group is absent.
+cvr_member_record_t *
+    cvr_groups_member_records (cvr_groups_t *self, const char *group_id, size_t *count);
+
+//  A group's fenced member ids, oldest first. The caller frees the array;
+//  ids borrowed. NULL if the group is absent.
+const char **
+    cvr_groups_fenced (cvr_groups_t *self, const char *group_id, size_t *count);
+
+//  A group's committed offsets sorted by topic, then partition, as one
+//  block the caller frees (topic names inside it). NULL if absent.
+cvr_offset_t *
+    cvr_groups_committed (cvr_groups_t *self, const char *group_id, size_t *count);
+
+//  Restores a topic. CVR_CONFLICT if it exists.
+cvr_err_t
+    cvr_groups_restore_topic (cvr_groups_t *self, const char *name, uint32_t partitions);
+
+//  Restores an empty group, clean. CVR_CONFLICT if it exists.
+cvr_err_t
+    cvr_groups_restore_group (cvr_groups_t *self, const char *group_id,
+                              int64_t generation, const char *assignor);
+
+//  Restores a member into its group; its session deadline is
+//  last_heartbeat_at + session_timeout_ms. CVR_NOT_FOUND if the group is
+//  absent, CVR_CONFLICT if the member id or the instance id is taken in the
+//  group, CVR_BAD_REQUEST if a topic (subscribed or assigned) does not
+//  exist, the topics or the assignment are not sorted and unique, or the
+//  deadline overflows.
+cvr_err_t
+    cvr_groups_restore_member (cvr_groups_t *self, const char *group_id,
+                               const cvr_member_record_t *member);
+
+//  Appends a fenced member id (the newest so far). CVR_NOT_FOUND,
+//  CVR_CONFLICT if already fenced, CVR_BAD_REQUEST beyond the number of
+//  fenced ids a group remembers.
+cvr_err_t
+    cvr_groups_restore_fenced (cvr_groups_t *self, const char *group_id,
+                               const char *member_id);
+
+//  Restores a committed offset. CVR_NOT_FOUND, CVR_CONFLICT if that
+//  partition has one, CVR_BAD_REQUEST if the topic name is too long for
+//  cvr_groups_commit to have stored it.
+cvr_err_t
+    cvr_groups_restore_offset (cvr_groups_t *self, const char *group_id,
+                               const cvr_offset_t *offset);
+
+//  Marks a group dirty with a reason, after those already dirty.
+//  CVR_NOT_FOUND, CVR_CONFLICT if already dirty, CVR_BAD_REQUEST if the
+//  reason is longer than a group keeps.
+cvr_err_t
+    cvr_groups_restore_dirty (cvr_groups_t *self, const char *group_id,
+                              const char *reason);
+
+//  Sets the counters that stats report.
+void
+    cvr_groups_restore_counters (cvr_groups_t *self, uint64_t rebalances,
+                                 uint64_t members_expired);
+
 #endif

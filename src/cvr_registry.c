@@ -286,3 +286,28 @@ cvr_registry_query (cvr_registry_t *self, const cvr_service_filter_t *filter,
     qsort (found, *count, sizeof (cvr_service_t *), s_cmp_service);
     return found;
 }
+
+//  --------------------------------------------------------------------------
+//  Snapshots
+
+cvr_err_t
+cvr_registry_restore (cvr_registry_t *self, const cvr_service_t *service)
+{
+    if (!service->service_id || !service->service_name)
+        return CVR_BAD_REQUEST;
+    for (size_t i = 0; i < service->labels_count; i++)
+        if (!service->labels [i].key || !service->labels [i].value)
+            return CVR_BAD_REQUEST;
+    if (zhashx_lookup (self->services, service->service_id))
+        return CVR_CONFLICT;
+    cvr_service_t *copy = cvr_service_dup (service);
+    zhashx_insert (self->services, copy->service_id, copy);
+    s_index (self, copy, true);
+    return CVR_OK;
+}
+
+void
+cvr_registry_restore_expired (cvr_registry_t *self, uint64_t expired)
+{
+    self->expired = expired;
+}

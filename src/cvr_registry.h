@@ -59,4 +59,19 @@ const cvr_service_t **
     cvr_registry_query (cvr_registry_t *self, const cvr_service_filter_t *filter,
                         size_t *count);
 
+//  Snapshots (cvr_codec). Reading out is cvr_registry_query (NULL) and
+//  cvr_registry_expired; these put a state back exactly.
+
+//  Inserts a copy of a service record exactly as given: health, revision,
+//  registered_at, last_heartbeat_at and the order of its labels are kept.
+//  No event, and max_services is not checked (a snapshot is restored
+//  whole). CVR_CONFLICT if the id is taken, CVR_BAD_REQUEST if the id,
+//  the name or a label key or value is NULL.
+cvr_err_t
+    cvr_registry_restore (cvr_registry_t *self, const cvr_service_t *service);
+
+//  Sets the count of services removed by lease expiry.
+void
+    cvr_registry_restore_expired (cvr_registry_t *self, uint64_t expired);
+
 #endif
