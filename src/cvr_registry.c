@@ -1,9 +1,11 @@
 /*  cvr_registry.c: service records and their indexes. */
 #include "cvr_registry.h"
 #include "cvr_index.h"
+#include "cvr_map.h"
 
 struct _cvr_registry_t {
-    zhashx_t *services;         //  service_id -> cvr_service_t, owned
+    cvr_map_t *services;        //  service_id -> cvr_service_t, owned (the
+                                //  map borrows each key from its service)
     cvr_index_t *by_name;       //  service_name -> services, borrowed
     cvr_index_t *by_group;      //  group_id -> services, borrowed
     cvr_index_t *by_label;      //  label pair key -> services, borrowed
@@ -11,18 +13,11 @@ struct _cvr_registry_t {
     uint64_t expired;           //  services removed by the clock
 };
 
-static void
-s_service_destroy (void **item)
-{
-    cvr_service_destroy ((cvr_service_t **) item);
-}
-
 cvr_registry_t *
 cvr_registry_new (size_t max_services)
 {
     cvr_registry_t *self = (cvr_registry_t *) zmalloc (sizeof (cvr_registry_t));
-    self->services = zhashx_new ();
-    zhashx_set_destructor (self->services, s_service_destroy);
+    self->services = cvr_map_new ();
     self->by_name = cvr_index_new ();
     self->by_group = cvr_index_new ();
     self->by_label = cvr_index_new ();
@@ -39,7 +34,11 @@ cvr_registry_destroy (cvr_registry_t **self_p)
     cvr_index_destroy (&self->by_name);
     cvr_index_destroy (&self->by_group);
     cvr_index_destroy (&self->by_label);
-    zhashx_destroy (&self->services);
+    size_t cursor = 0;
+    cvr_service_t *service;
+    while ((service = (cvr_service_t *) cvr_map_next (self->services, &cursor)))
+        cvr_service_destroy (&service);
+    cvr_map_destroy (&self->services);
     free (self);
     *self_p = NULL;
 }
@@ -122,8 +121,8 @@ cvr_err_t
 cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
                        int64_t now, cvr_effects_t *effects)
 {
-    cvr_service_t *old = (cvr_service_t *) zhashx_lookup (self->services, spec->service_id);
-    if (!old && zhashx_size (self->services) >= self->max_services)
+    cvr_service_t *old = (cvr_service_t *) cvr_map_get (self->services, spec->service_id);
+    if (!old && cvr_map_size (self->services) >= self->max_services)
         return CVR_LIMIT_EXCEEDED;
 
     cvr_service_t *service = cvr_service_dup (spec);
@@ -148,7 +147,8 @@ cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
     else
         s_publish (effects, service, "registered", now);
     //  Replaces (and frees) the old record, after its events were written.
-    zhashx_update (self->services, service->service_id, service);
+    cvr_map_put (self->services, service->service_id, service);
+    cvr_service_destroy (&old);
     s_index (self, service, true);
     return CVR_OK;
 }
@@ -158,7 +158,7 @@ cvr_registry_set_health (cvr_registry_t *self, const char *service_id,
                          cvr_health_t health, bool touch, int64_t now,
                          cvr_effects_t *effects)
 {
-    cvr_service_t *service = (cvr_service_t *) zhashx_lookup (self->services, service_id);
+    cvr_service_t *service = (cvr_service_t *) cvr_map_get (self->services, service_id);
     if (!service)
         return CVR_NOT_FOUND;
     if (touch)
@@ -175,21 +175,22 @@ cvr_err_t
 cvr_registry_remove (cvr_registry_t *self, const char *service_id, bool expired,
                      int64_t now, cvr_effects_t *effects)
 {
-    cvr_service_t *service = (cvr_service_t *) zhashx_lookup (self->services, service_id);
+    cvr_service_t *service = (cvr_service_t *) cvr_map_get (self->services, service_id);
     if (!service)
         return CVR_NOT_FOUND;
     s_publish (effects, service, expired ? "expired" : "deregistered", now);
     if (expired)
         self->expired++;
     s_index (self, service, false);
-    zhashx_delete (self->services, service_id);
+    cvr_map_remove (self->services, service_id);
+    cvr_service_destroy (&service);
     return CVR_OK;
 }
 
 void
 cvr_registry_touch (cvr_registry_t *self, const char *service_id, int64_t now)
 {
-    cvr_service_t *service = (cvr_service_t *) zhashx_lookup (self->services, service_id);
+    cvr_service_t *service = (cvr_service_t *) cvr_map_get (self->services, service_id);
     if (service)
         service->last_heartbeat_at = now;
 }
@@ -197,13 +198,13 @@ cvr_registry_touch (cvr_registry_t *self, const char *service_id, int64_t now)
 const cvr_service_t *
 cvr_registry_lookup (cvr_registry_t *self, const char *service_id)
 {
-    return (const cvr_service_t *) zhashx_lookup (self->services, service_id);
+    return (const cvr_service_t *) cvr_map_get (self->services, service_id);
 }
 
 size_t
 cvr_registry_size (cvr_registry_t *self)
 {
-    return zhashx_size (self->services);
+    return cvr_map_size (self->services);
 }
 
 uint64_t
@@ -229,11 +230,12 @@ s_matches (const cvr_service_t *service, const cvr_service_filter_t *filter)
 }
 
 //  Narrows the candidates to the smallest set an index gives for the
-//  filter; NULL with *empty set when some indexed filter matches nothing.
+//  filter; NULL for every service (no indexed filter), or NULL with *empty
+//  set when some indexed filter matches nothing.
 static zhashx_t *
 s_candidates (cvr_registry_t *self, const cvr_service_filter_t *filter, bool *empty)
 {
-    zhashx_t *best = self->services;
+    zhashx_t *best = NULL;
     *empty = false;
     zhashx_t *sets [2 + 64];
     size_t nsets = 0;
@@ -251,7 +253,7 @@ s_candidates (cvr_registry_t *self, const cvr_service_filter_t *filter, bool *em
             *empty = true;
             return NULL;
         }
-        if (zhashx_size (sets [i]) < zhashx_size (best))
+        if (!best || zhashx_size (sets [i]) < zhashx_size (best))
             best = sets [i];
     }
     return best;
@@ -273,16 +275,26 @@ cvr_registry_query (cvr_registry_t *self, const cvr_service_filter_t *filter,
         filter = &all;
     bool empty;
     zhashx_t *candidates = s_candidates (self, filter, &empty);
-    size_t size = empty ? 0 : zhashx_size (candidates);
+    size_t size = empty ? 0 : candidates ? zhashx_size (candidates)
+                                         : cvr_map_size (self->services);
     const cvr_service_t **found = (const cvr_service_t **)
         malloc ((size ? size : 1) * sizeof (cvr_service_t *));
     assert (found);
     *count = 0;
-    if (!empty)
+    if (candidates) {
         for (const cvr_service_t *service = (const cvr_service_t *) zhashx_first (candidates);
              service; service = (const cvr_service_t *) zhashx_next (candidates))
             if (s_matches (service, filter))
                 found [(*count)++] = service;
+    }
+    else
+    if (!empty) {
+        size_t cursor = 0;
+        const cvr_service_t *service;
+        while ((service = (const cvr_service_t *) cvr_map_next (self->services, &cursor)))
+            if (s_matches (service, filter))
+                found [(*count)++] = service;
+    }
     qsort (found, *count, sizeof (cvr_service_t *), s_cmp_service);
     return found;
 }
@@ -298,10 +310,10 @@ cvr_registry_restore (cvr_registry_t *self, const cvr_service_t *service)
     for (size_t i = 0; i < service->labels_count; i++)
         if (!service->labels [i].key || !service->labels [i].value)
             return CVR_BAD_REQUEST;
-    if (zhashx_lookup (self->services, service->service_id))
+    if (cvr_map_get (self->services, service->service_id))
         return CVR_CONFLICT;
     cvr_service_t *copy = cvr_service_dup (service);
-    zhashx_insert (self->services, copy->service_id, copy);
+    cvr_map_put (self->services, copy->service_id, copy);
     s_index (self, copy, true);
     return CVR_OK;
 }

@@ -1,0 +1,48 @@
+/*  cvr_map.h: a string-keyed hash map for the hot lookups (service ids).
+
+    Open addressing with linear probing and backward-shift deletion: one
+    array of {hash, key, value} slots, so a lookup touches one cache line
+    of the array and then the key it compares (which lives in the value,
+    e.g. a service's own service_id), not a chain of separately allocated
+    items. Grows at 70% load, never shrinks below its initial size.
+
+    The map owns neither keys nor values: a key is borrowed from its value
+    and must stay valid, unchanged, while the entry is in the map.
+*/
+#ifndef CVR_MAP_H_INCLUDED
+#define CVR_MAP_H_INCLUDED
+
+#include <czmq.h>
+
+typedef struct _cvr_map_t cvr_map_t;
+
+cvr_map_t *
+    cvr_map_new (void);
+
+//  Frees the map, not its keys or values.
+void
+    cvr_map_destroy (cvr_map_t **self_p);
+
+//  The value under key, or NULL.
+void *
+    cvr_map_get (cvr_map_t *self, const char *key);
+
+//  Sets key to value (neither NULL); returns the value it replaced, or
+//  NULL. The key is borrowed (see above): on a replacement the entry keeps
+//  the new key pointer.
+void *
+    cvr_map_put (cvr_map_t *self, const char *key, void *value);
+
+//  Removes key; returns its value, or NULL when absent.
+void *
+    cvr_map_remove (cvr_map_t *self, const char *key);
+
+size_t
+    cvr_map_size (cvr_map_t *self);
+
+//  Iteration in slot order (arbitrary, stable while the map is unchanged):
+//  start with *cursor = 0; returns the next value, or NULL at the end.
+void *
+    cvr_map_next (cvr_map_t *self, size_t *cursor);
+
+#endif
