@@ -125,6 +125,8 @@ cvr_codec_write_cmd (cvr_wr_t *w, const cvr_cmd_t *cmd)
             cvr_wr_str (w, "o");
             s_write_offsets (w, cmd->offsets, cmd->offsets_count);
             break;
+        case CVR_CMD_RESTORE:
+            break;
     }
     cvr_wr_close (w);
 }
@@ -462,7 +464,7 @@ s_read_cmd (cvr_codec_cmd_t *self, const msgpack_object *o)
     uint64_t type;
     if (!cvr_obj_is_str_map (o)
     ||  s_get_uint (o, "t", &type)
-    ||  type < CVR_CMD_REGISTER || type > CVR_CMD_DELETE_GROUP
+    ||  type < CVR_CMD_REGISTER || type > CVR_CMD_RESTORE
     ||  s_get_int (o, "n", &cmd->now))
         return -1;
     cmd->type = (cvr_cmd_type_t) type;
@@ -500,6 +502,8 @@ s_read_cmd (cvr_codec_cmd_t *self, const msgpack_object *o)
             cmd->offsets = offsets;
             return 0;
         }
+        case CVR_CMD_RESTORE:
+            return 0;
     }
     return -1;
 }

@@ -1387,3 +1387,13 @@ cvr_groups_restore_counters (cvr_groups_t *self, uint64_t rebalances,
     self->rebalances = rebalances;
     self->members_expired = members_expired;
 }
+
+void
+cvr_groups_renew_all (cvr_groups_t *self, int64_t now)
+{
+    for (s_group_t *group = (s_group_t *) zhashx_first (self->groups); group;
+         group = (s_group_t *) zhashx_next (self->groups))
+        for (s_member_t *member = (s_member_t *) zhashx_first (group->members); member;
+             member = (s_member_t *) zhashx_next (group->members))
+            s_renew_session (self, member, now);
+}

@@ -255,4 +255,9 @@ void
     cvr_groups_restore_counters (cvr_groups_t *self, uint64_t rebalances,
                                  uint64_t members_expired);
 
+//  After a restart or a leader change (CVR_CMD_RESTORE): every member's
+//  session starts a fresh term at now.
+void
+    cvr_groups_renew_all (cvr_groups_t *self, int64_t now);
+
 #endif

@@ -118,3 +118,65 @@ cvr_history_since (cvr_history_t *self, uint64_t since, const char *prefix,
     cvr_wr_kuint (reply, "seq", self->seq);
     return CVR_OK;
 }
+
+static int
+s_cmp_str (const void *a, const void *b)
+{
+    return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+void
+cvr_history_write_numbering (cvr_history_t *self, cvr_wr_t *w)
+{
+    cvr_wr_map (w);
+    cvr_wr_kuint (w, "seq", self->seq);
+    cvr_wr_str (w, "roots");
+    cvr_wr_map (w);
+    zlistx_t *keys = zhashx_keys (self->roots);
+    size_t count = zlistx_size (keys), i = 0;
+    const char **sorted = (const char **) malloc ((count ? count : 1) * sizeof (char *));
+    assert (sorted);
+    for (const char *key = (const char *) zlistx_first (keys); key;
+         key = (const char *) zlistx_next (keys))
+        sorted [i++] = key;
+    qsort (sorted, count, sizeof (char *), s_cmp_str);
+    for (i = 0; i < count; i++)
+        cvr_wr_kuint (w, sorted [i], (uint64_t) (uintptr_t) zhashx_lookup (self->roots,
+                                                                           sorted [i]));
+    free (sorted);
+    zlistx_destroy (&keys);
+    cvr_wr_close (w);
+    cvr_wr_close (w);
+}
+
+int
+cvr_history_read_numbering (cvr_history_t *self, const msgpack_object *o)
+{
+    const msgpack_object *roots = cvr_obj_get (o, "roots");
+    uint64_t seq;
+    if (!cvr_obj_is_str_map (o) || !cvr_obj_get (o, "seq")
+    ||  cvr_obj_uint (cvr_obj_get (o, "seq"), &seq)
+    ||  !roots || !cvr_obj_is_str_map (roots))
+        return -1;
+    for (uint32_t i = 0; i < roots->via.map.size; i++) {
+        uint64_t root_seq;
+        if (cvr_obj_uint (&roots->via.map.ptr [i].val, &root_seq) || root_seq == 0
+        ||  root_seq > seq
+        ||  memchr (roots->via.map.ptr [i].key.via.str.ptr, 0,
+                    roots->via.map.ptr [i].key.via.str.size))
+            return -1;
+    }
+    for (size_t i = 0; i < self->capacity; i++)
+        s_entry_clear (&self->ring [i]);
+    self->count = 0;
+    self->seq = seq;
+    zhashx_purge (self->roots);
+    for (uint32_t i = 0; i < roots->via.map.size; i++) {
+        char *root = cvr_obj_strdup (&roots->via.map.ptr [i].key);
+        uint64_t root_seq;
+        cvr_obj_uint (&roots->via.map.ptr [i].val, &root_seq);
+        zhashx_update (self->roots, root, (void *) (uintptr_t) root_seq);
+        free (root);
+    }
+    return 0;
+}

@@ -42,4 +42,16 @@ cvr_err_t
     cvr_history_since (cvr_history_t *self, uint64_t since, const char *prefix,
                        size_t limit, cvr_wr_t *reply);
 
+//  The numbering, for a snapshot: {"seq": latest, "roots": {root: its
+//  latest seq}} with roots in order (canonical).
+void
+    cvr_history_write_numbering (cvr_history_t *self, cvr_wr_t *w);
+
+//  Continues the numbering written by cvr_history_write_numbering: the next
+//  event gets seq + 1 and its root's prev. Every kept event is forgotten
+//  (events_since before the restored seq answers COMPACTED). Returns 0, or
+//  -1 on a malformed value (nothing changed then).
+int
+    cvr_history_read_numbering (cvr_history_t *self, const msgpack_object *o);
+
 #endif

@@ -299,6 +299,17 @@ cvr_registry_query (cvr_registry_t *self, const cvr_service_filter_t *filter,
     return found;
 }
 
+void
+cvr_registry_restart (cvr_registry_t *self, int64_t now, cvr_effects_t *effects)
+{
+    size_t count;
+    const cvr_service_t **all = cvr_registry_query (self, NULL, &count);
+    for (size_t i = 0; i < count; i++)
+        cvr_registry_set_health (self, all [i]->service_id, CVR_HEALTH_UNKNOWN, true, now,
+                                 effects);
+    free (all);
+}
+
 //  --------------------------------------------------------------------------
 //  Snapshots
 

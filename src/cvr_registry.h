@@ -74,4 +74,10 @@ cvr_err_t
 void
     cvr_registry_restore_expired (cvr_registry_t *self, uint64_t expired);
 
+//  After a restart or a leader change (CVR_CMD_RESTORE): every service is
+//  `unknown` with its lease starting at now; a `health` event for each one
+//  whose health changed, in service_id order.
+void
+    cvr_registry_restart (cvr_registry_t *self, int64_t now, cvr_effects_t *effects);
+
 #endif

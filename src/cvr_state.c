@@ -81,6 +81,10 @@ cvr_state_apply (cvr_state_t *self, const cvr_cmd_t *cmd, cvr_effects_t *effects
                                       cmd->generation, cmd->offsets, cmd->offsets_count);
         case CVR_CMD_DELETE_GROUP:
             return cvr_groups_delete (self->groups, cmd->group_id);
+        case CVR_CMD_RESTORE:
+            cvr_registry_restart (self->registry, cmd->now, effects);
+            cvr_groups_renew_all (self->groups, cmd->now);
+            return CVR_OK;
     }
     return CVR_INTERNAL;
 }
@@ -103,7 +107,7 @@ cvr_cmd_name (cvr_cmd_type_t type)
     static const char *names [] = {
         "?", "register", "heartbeat", "lapse", "deregister", "expire",
         "create_topic", "join", "leave", "session_expire", "rebalance", "commit",
-        "delete_group"
+        "delete_group", "restore"
     };
-    return (int) type > 0 && type <= CVR_CMD_DELETE_GROUP ? names [type] : "?";
+    return (int) type > 0 && type <= CVR_CMD_RESTORE ? names [type] : "?";
 }

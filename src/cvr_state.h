@@ -25,7 +25,10 @@ typedef enum {
     CVR_CMD_SESSION_EXPIRE,     //  group_id, member_id: its session ran out
     CVR_CMD_REBALANCE,          //  group_id: one new generation for what changed
     CVR_CMD_COMMIT,             //  group_id, member_id, generation, offsets
-    CVR_CMD_DELETE_GROUP        //  group_id
+    CVR_CMD_DELETE_GROUP,       //  group_id
+    CVR_CMD_RESTORE             //  after a restart or a leader change: every
+                                //  service `unknown` with a fresh lease, every
+                                //  session a fresh term (protocol section 3)
 } cvr_cmd_type_t;
 
 //  One command. Pointers are borrowed for the call.
