@@ -15,7 +15,14 @@ static const char *s_help =
 "  --config FILE             read options from a ZPL file (zconfig); keys are the\n"
 "                            option names without dashes, e.g. 'lease-ms = 30000';\n"
 "                            the command line wins over the file\n"
-"  --data-dir DIR            durable state (not available in this version)\n"
+"  --data-dir DIR            durable state: every change is in a raft log (libraft)\n"
+"                            in DIR before it is acknowledged or published; a\n"
+"                            restart restores it (services come back 'unknown'\n"
+"                            with a fresh lease). Without it: memory only\n"
+"  --raft-bind HOST:PORT     the raft engine's address [127.0.0.1:7402]\n"
+"  --snapshot-threshold N    log entries between two snapshots [8192]\n"
+"  --snapshot-trailing N     entries kept in the log after a snapshot [1024]\n"
+"  --election-timeout-ms N   raft election timeout [1000]\n"
 "  --lease-ms N              default service lease [30000]\n"
 "  --min-lease-ms N          smallest lease granted [1000]\n"
 "  --max-lease-ms N          largest lease granted [600000]\n"
@@ -37,14 +44,16 @@ static const char *s_help =
 "  -V, --version             show the version and exit\n"
 "\n"
 "Exit status: 0 after SIGINT/SIGTERM, 2 on a bad option or an endpoint that\n"
-"cannot be bound. Protocol: docs/protocol.md.\n";
+"cannot be bound, 1 when the data directory stops taking writes. Protocol:\n"
+"docs/protocol.md; operations (data dir, snapshots): docs/operations.md.\n";
 
 //  Options passed through to the server as SET <name> <value>.
 static const char *s_server_options [] = {
     "listen", "publish", "data-dir", "lease-ms", "min-lease-ms", "max-lease-ms",
     "session-timeout-ms", "default-partitions", "history", "max-message-bytes",
     "max-services", "max-groups", "max-members", "log-level", "curve-secret",
-    "curve-clients", NULL
+    "curve-clients", "raft-bind", "snapshot-threshold", "snapshot-trailing",
+    "election-timeout-ms", NULL
 };
 
 static int
@@ -135,6 +144,10 @@ main (int argc, char *argv [])
         { "log-level", required_argument, 0, 0 },
         { "curve-secret", required_argument, 0, 0 },
         { "curve-clients", required_argument, 0, 0 },
+        { "raft-bind", required_argument, 0, 0 },
+        { "snapshot-threshold", required_argument, 0, 0 },
+        { "snapshot-trailing", required_argument, 0, 0 },
+        { "election-timeout-ms", required_argument, 0, 0 },
         { "help", no_argument, 0, 'h' },
         { "version", no_argument, 0, 'V' },
         { 0, 0, 0, 0 }
@@ -194,14 +207,21 @@ main (int argc, char *argv [])
     }
     //  Wait for SIGINT/SIGTERM; czmq's handler sets zsys_interrupted.
     zpoller_t *poller = zpoller_new (server, NULL);
-    while (!zsys_interrupted) {
+    int exit_code = 0;
+    while (!zsys_interrupted && !exit_code) {
         if (zpoller_wait (poller, 500) == server) {
+            //  The server's only message: FATAL <reason> (it has logged why).
             zmsg_t *msg = zmsg_recv (server);
+            char *what = msg ? zmsg_popstr (msg) : NULL;
+            if (what && streq (what, "FATAL"))
+                exit_code = 1;
+            zstr_free (&what);
             zmsg_destroy (&msg);
         }
     }
-    zsys_info ("interrupted: closing sockets and exiting");
+    zsys_info (exit_code ? "stopping after a fatal error" : "interrupted: closing sockets "
+               "and exiting");
     zpoller_destroy (&poller);
     zactor_destroy (&server);
-    return 0;
+    return exit_code;
 }

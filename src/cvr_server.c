@@ -11,6 +11,7 @@
 #include "cvr_state.h"
 #include "cvr_history.h"
 #include "cvr_leases.h"
+#include "cvr_log.h"
 #include "cvr_assignor.h"
 
 #define CVR_NAME_MAX        200
@@ -40,6 +41,9 @@ typedef struct {
     int64_t max_services;
     int64_t max_groups;
     int64_t max_members;
+    int64_t snapshot_threshold;     //  --data-dir: entries between snapshots
+    int64_t snapshot_trailing;      //  entries kept after a snapshot
+    int64_t election_timeout_ms;    //  the raft engine's
 } s_config_t;
 
 typedef struct {
@@ -59,10 +63,21 @@ static const s_option_t s_options [] = {
     { "max-services", offsetof (s_config_t, max_services), 1, INT32_MAX },
     { "max-groups", offsetof (s_config_t, max_groups), 1, INT32_MAX },
     { "max-members", offsetof (s_config_t, max_members), 1, INT32_MAX },
+    { "snapshot-threshold", offsetof (s_config_t, snapshot_threshold), 16, INT32_MAX },
+    { "snapshot-trailing", offsetof (s_config_t, snapshot_trailing), 0, INT32_MAX },
+    { "election-timeout-ms", offsetof (s_config_t, election_timeout_ms), 100, 60000 },
 };
 #define S_OPTIONS (sizeof (s_options) / sizeof (s_options [0]))
 
 typedef struct _cvr_server_t cvr_server_t;
+
+//  With --data-dir: what a batch sends (replies and events), held until
+//  the log entry of its commands is committed.
+typedef struct {
+    uint64_t tag;               //  the entry's tag; 0: no command of its own
+    bool committed;             //  the entry is committed
+    zlistx_t *messages;         //  zmsg_t, the socket to send on first
+} s_segment_t;
 
 //  A join reply that waits for the rebalance of its group.
 typedef struct {
@@ -116,6 +131,12 @@ struct _cvr_server_t {
     zlistx_t *pending;          //  join replies waiting for a rebalance
     const char *defer_group;    //  set by a handler that defers its reply
     const char *defer_member;   //  (borrowed from the request's scratch)
+    char *data_dir;             //  --data-dir, or NULL: in memory only
+    char *raft_bind;            //  the raft engine's address
+    cvr_log_t *log;             //  the durable log, with --data-dir
+    s_segment_t *open;          //  what the current batch sends (durable)
+    zlistx_t *segments;         //  earlier batches' sends, waiting in order
+    uint64_t entries;           //  log entries committed
     bool bulk;                  //  lease transitions beyond CVR_LOG_BURST
     bool slice_pending;         //  a timer continues the transitions due
 };
@@ -342,6 +363,144 @@ static const char *s_reported_healths [] = { "healthy", "degraded", "unhealthy",
 //  --------------------------------------------------------------------------
 //  Commands and events
 
+//  --------------------------------------------------------------------------
+//  Sending. In memory, replies and events go out at once. With --data-dir
+//  they are held with their batch until the batch's log entry is committed,
+//  and batches go out in order: nothing is acknowledged or published before
+//  it is durable, and nothing read from the state ahead of the log (a read
+//  in the same batch as a write) goes out before the log has it.
+
+typedef struct {
+    zsock_t *sock;              //  the ROUTER or the PUB, borrowed
+    zmsg_t *msg;                //  owned
+} s_held_t;
+
+static void
+s_held_destroy (s_held_t **self_p)
+{
+    zmsg_destroy (&(*self_p)->msg);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+static s_segment_t *
+s_segment_new (void)
+{
+    s_segment_t *self = (s_segment_t *) zmalloc (sizeof (s_segment_t));
+    self->messages = zlistx_new ();
+    zlistx_set_destructor (self->messages, (zlistx_destructor_fn *) s_held_destroy);
+    return self;
+}
+
+static void
+s_segment_destroy (s_segment_t **self_p)
+{
+    if (!*self_p)
+        return;
+    zlistx_destroy (&(*self_p)->messages);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+//  Sends msg on sock now or holds it with the current batch. Neither socket
+//  ever blocks: ROUTER drops a reply to a peer that is gone or over its
+//  high-water mark, PUB drops an event for a subscriber over its mark
+//  (which recovers it with events_since).
+static void
+s_out (cvr_server_t *self, zsock_t *sock, zmsg_t **msg_p)
+{
+    if (!self->log) {
+        zmsg_send (msg_p, sock);
+        return;
+    }
+    s_held_t *held = (s_held_t *) zmalloc (sizeof (s_held_t));
+    held->sock = sock;
+    held->msg = *msg_p;
+    *msg_p = NULL;
+    zlistx_add_end (self->open->messages, held);
+}
+
+//  Sends what the batches at the front may send: those whose entry is
+//  committed, and those with no command that only waited for them.
+static void
+s_release (cvr_server_t *self)
+{
+    s_segment_t *first;
+    while ((first = (s_segment_t *) zlistx_first (self->segments))
+    &&     (!first->tag || first->committed)) {
+        zlistx_detach (self->segments, NULL);
+        s_held_t *held;
+        while ((held = (s_held_t *) zlistx_detach (first->messages, NULL))) {
+            zmsg_send (&held->msg, held->sock);
+            s_held_destroy (&held);
+        }
+        s_segment_destroy (&first);
+    }
+}
+
+static void
+s_fatal (cvr_server_t *self, const char *reason)
+{
+    s_log (self, S_ERROR, "%s: the state is no longer durable; stopping. Nothing more "
+           "is acknowledged; a restart recovers what the log holds", reason);
+    zloop_reader_end (self->loop, self->router);
+    zstr_sendx (self->pipe, "FATAL", reason, NULL);
+}
+
+//  Ends the current batch: its commands become one log entry, and what it
+//  sends waits for that entry (or, without commands, for the batches
+//  before it).
+static void
+s_cut (cvr_server_t *self)
+{
+    if (!self->log)
+        return;
+    int64_t tag = cvr_log_commit (self->log);
+    if (tag < 0) {
+        s_fatal (self, "the raft engine refused a log entry");
+        return;
+    }
+    if (!tag && zlistx_size (self->open->messages) == 0)
+        return;
+    self->open->tag = (uint64_t) tag;
+    zlistx_add_end (self->segments, self->open);
+    self->open = s_segment_new ();
+    s_release (self);
+}
+
+static int
+s_on_log (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    cvr_server_t *self = (cvr_server_t *) arg;
+    cvr_raft_event_t event;
+    if (cvr_log_recv (self->log, &event))
+        return 0;
+    if (event.type == CVR_RAFT_APPLIED) {
+        if (event.status != CVR_RAFT_OK) {
+            char reason [128];
+            snprintf (reason, sizeof (reason), "log entry %" PRIu64 " failed (raft error %d)",
+                      event.tag, event.error);
+            s_fatal (self, reason);
+            return 0;
+        }
+        if (event.result)
+            s_log (self, S_ERROR, "log entry %" PRIu64 " did not apply to the committed "
+                   "state as it did here", event.tag);
+        self->entries++;
+        for (s_segment_t *segment = (s_segment_t *) zlistx_first (self->segments); segment;
+             segment = (s_segment_t *) zlistx_next (self->segments))
+            if (segment->tag == event.tag) {
+                segment->committed = true;
+                break;
+            }
+        s_release (self);
+    }
+    else
+    if (event.type == CVR_RAFT_FOLLOWER)
+        s_fatal (self, "this single-node log lost its leadership");
+    return 0;
+}
+
 static void
 s_publish_effects (cvr_server_t *self)
 {
@@ -351,10 +510,18 @@ s_publish_effects (cvr_server_t *self)
         cvr_wr_t *body = cvr_effects_body (self->effects, i);
         uint64_t seq = cvr_history_append (self->history, topic,
                                            cvr_effects_root (self->effects, i), body);
-        //  PUB never blocks: a subscriber over its high-water mark loses
-        //  the event and recovers it with events_since.
-        zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (pub, cvr_wr_data (body), cvr_wr_size (body), ZMQ_DONTWAIT);
+        if (self->log) {
+            zmsg_t *msg = zmsg_new ();
+            zmsg_addstr (msg, topic);
+            zmsg_addmem (msg, cvr_wr_data (body), cvr_wr_size (body));
+            s_out (self, self->pub, &msg);
+        }
+        else {
+            //  PUB never blocks: a subscriber over its high-water mark loses
+            //  the event and recovers it with events_since.
+            zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send (pub, cvr_wr_data (body), cvr_wr_size (body), ZMQ_DONTWAIT);
+        }
         s_log (self, S_DEBUG, "event %" PRIu64 " %s", seq, topic);
     }
     cvr_effects_clear (self->effects);
@@ -366,6 +533,8 @@ static cvr_err_t
 s_submit (cvr_server_t *self, const cvr_cmd_t *cmd)
 {
     cvr_err_t rc = cvr_state_apply (self->state, cmd, self->effects);
+    if (rc == CVR_OK && self->log)
+        cvr_log_append (self->log, cmd);
     //  Offset commits are the steady traffic of a healthy pipeline: only
     //  membership and lifecycle changes are worth an info line, and lease
     //  transitions in bulk get one summary line (s_expire_leases).
@@ -375,6 +544,9 @@ s_submit (cvr_server_t *self, const cvr_cmd_t *cmd)
         const char *group = cmd->join ? cmd->join->group_id : cmd->group_id;
         const char *member = cmd->join ? cmd->join->member_id : cmd->member_id;
         char subject [512];
+        if (cmd->type == CVR_CMD_RESTORE)
+            snprintf (subject, sizeof (subject), "of every service and session");
+        else
         if (cmd->service || cmd->service_id)
             snprintf (subject, sizeof (subject), "service %s",
                       cmd->service ? cmd->service->service_id : cmd->service_id);
@@ -1091,9 +1263,7 @@ s_send_reply (cvr_server_t *self, zframe_t **identity, zframe_t **delimiter)
     if (*delimiter)
         zmsg_append (out, delimiter);
     zmsg_addmem (out, cvr_wr_data (self->reply), cvr_wr_size (self->reply));
-    //  ROUTER drops a reply to a peer that is gone or over its high-water
-    //  mark; it never blocks the loop.
-    zmsg_send (&out, self->router);
+    s_out (self, self->router, &out);
 }
 
 static void
@@ -1152,6 +1322,7 @@ s_flush (cvr_server_t *self)
         s_send_reply (self, &pending->identity, &pending->delimiter);
         s_pending_destroy (&pending);
     }
+    s_cut (self);
 }
 
 //  One envelope off the ROUTER: [identity, body] from a DEALER or
@@ -1193,6 +1364,15 @@ s_handle_envelope (cvr_server_t *self, void *router)
             s_pending_t *pending = (s_pending_t *) zlistx_last (self->pending);
             pending->identity = zframe_new (zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]));
             pending->delimiter = count == 3 ? zframe_new_empty () : NULL;
+        }
+        else
+        if (self->log) {
+            zmsg_t *out = zmsg_new ();
+            zmsg_addmem (out, zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]));
+            if (count == 3)
+                zmsg_addmem (out, NULL, 0);
+            zmsg_addmem (out, cvr_wr_data (self->reply), cvr_wr_size (self->reply));
+            s_out (self, self->router, &out);
         }
         else {
             //  ROUTER drops a reply to a peer that is gone or over its
@@ -1255,6 +1435,15 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     cvr_wr_kuint (body, "seq", cvr_history_seq (self->history));
     cvr_wr_kstr (body, "node_id", self->node_id);
     cvr_wr_close (body);
+    if (self->log) {
+        //  Behind the events it counts, which may still wait for the log.
+        zmsg_t *msg = zmsg_new ();
+        zmsg_addstr (msg, "sys/heartbeat");
+        zmsg_addmem (msg, cvr_wr_data (body), cvr_wr_size (body));
+        s_out (self, self->pub, &msg);
+        s_cut (self);
+        return 0;
+    }
     void *pub = zsock_resolve (self->pub);
     zmq_send (pub, "sys/heartbeat", 13, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send (pub, cvr_wr_data (body), cvr_wr_size (body), ZMQ_DONTWAIT);
@@ -1286,9 +1475,12 @@ s_set_option (cvr_server_t *self, const char *name, const char *value)
         *target = strdup (value);
         return 0;
     }
-    if (streq (name, "data-dir"))
-        return s_bad (self, "--data-dir: durable state is not available in this "
-                      "version; the daemon keeps its state in memory");
+    if (streq (name, "data-dir") || streq (name, "raft-bind")) {
+        char **target = streq (name, "data-dir") ? &self->data_dir : &self->raft_bind;
+        zstr_free (target);
+        *target = strdup (value);
+        return 0;
+    }
     for (size_t i = 0; i < S_OPTIONS; i++) {
         if (!streq (name, s_options [i].name))
             continue;
@@ -1394,6 +1586,53 @@ s_secure (cvr_server_t *self)
     return 0;
 }
 
+//  --data-dir: starts the log, takes over the state it holds (a snapshot
+//  and the entries after it), and logs the restart: every restored service
+//  `unknown` with a fresh lease, every session a fresh term.
+static int
+s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
+{
+    s_config_t *config = &self->config;
+    cvr_log_config_t log_config = {
+        .data_dir = self->data_dir, .node_id = 1, .raft_address = self->raft_bind,
+        .snapshot_threshold = (unsigned) config->snapshot_threshold,
+        .snapshot_trailing = (unsigned) config->snapshot_trailing,
+        .election_timeout_ms = (unsigned) config->election_timeout_ms,
+        .limits = *limits
+    };
+    int64_t started = zclock_mono ();
+    self->log = cvr_log_new (&log_config);
+    if (!self->log)
+        return s_bad (self, "--data-dir: cannot start the log in '%s' with raft on %s "
+                      "(see the error above)", self->data_dir, self->raft_bind);
+    if (cvr_log_wait_leader (self->log, 10000 + 2 * (int) config->election_timeout_ms)) {
+        cvr_log_destroy (&self->log);
+        return s_bad (self, "--data-dir: the log in '%s' did not become writable",
+                      self->data_dir);
+    }
+    cvr_state_destroy (&self->state);
+    self->state = cvr_log_copy (self->log, self->history);
+    self->open = s_segment_new ();
+    self->segments = zlistx_new ();
+    zloop_reader (self->loop, cvr_log_socket (self->log), s_on_log, self);
+    cvr_cmd_t restore = { .type = CVR_CMD_RESTORE, .now = zclock_time () };
+    s_submit (self, &restore);
+    size_t count;
+    const cvr_service_t **services = cvr_registry_query (cvr_state_registry (self->state),
+                                                         NULL, &count);
+    for (size_t i = 0; i < count; i++)
+        cvr_leases_renew (self->leases, services [i]);
+    free (services);
+    size_t groups;
+    const char **ids = cvr_groups_ids (cvr_state_groups (self->state), &groups);
+    free (ids);
+    s_cut (self);
+    s_log (self, S_INFO, "data dir %s: %zu services and %zu groups restored, seq %" PRIu64
+           ", in %" PRId64 " ms", self->data_dir, count, groups,
+           cvr_history_seq (self->history), zclock_mono () - started);
+    return 0;
+}
+
 static int
 s_start (cvr_server_t *self)
 {
@@ -1432,6 +1671,11 @@ s_start (cvr_server_t *self)
     };
     self->state = cvr_state_new (&limits);
     self->history = cvr_history_new ((size_t) config->history);
+    if (self->data_dir && s_open_log (self, &limits)) {
+        zsock_destroy (&self->router);
+        zsock_destroy (&self->pub);
+        return -1;
+    }
     self->started_at = zclock_time ();
     zloop_reader (self->loop, self->router, s_on_router, self);
     zloop_timer (self->loop, CVR_TICK_MS, 0, s_on_tick, self);
@@ -1516,8 +1760,10 @@ s_server_new (zsock_t *pipe, const char *node_id)
         .lease_ms = 30000, .min_lease_ms = 1000, .max_lease_ms = 600000,
         .session_timeout_ms = 30000, .default_partitions = 12, .history = 65536,
         .max_message_bytes = 1048576, .max_services = 1000000,
-        .max_groups = 100000, .max_members = 100000
+        .max_groups = 100000, .max_members = 100000,
+        .snapshot_threshold = 8192, .snapshot_trailing = 1024, .election_timeout_ms = 1000
     };
+    self->raft_bind = strdup ("127.0.0.1:7402");
     self->log_level = S_INFO;
     self->leases = cvr_leases_new ();
     self->effects = cvr_effects_new ();
@@ -1539,6 +1785,14 @@ s_server_destroy (cvr_server_t **self_p)
 {
     cvr_server_t *self = *self_p;
     zloop_destroy (&self->loop);
+    cvr_log_destroy (&self->log);       //  nothing held is sent: never acknowledged
+    s_segment_destroy (&self->open);
+    s_segment_t *segment;
+    while (self->segments && (segment = (s_segment_t *) zlistx_detach (self->segments, NULL)))
+        s_segment_destroy (&segment);
+    zlistx_destroy (&self->segments);
+    free (self->data_dir);
+    free (self->raft_bind);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
     zactor_destroy (&self->auth);

@@ -1,0 +1,264 @@
+/*  cvr_log.c: durable command log on libraft; see cvr_log.h. */
+#include "cvr_log.h"
+#include "cvr_codec.h"
+#include <pthread.h>
+
+#define S_NUMBERING_RING 1      //  the committed side numbers, keeps nothing
+
+struct _cvr_log_t {
+    cvr_raft_t *raft;               //  the engine, owned
+    cvr_state_limits_t limits;
+    //  The committed side, touched by the raft thread (apply, snapshot,
+    //  restore) and by cvr_log_copy, under the mutex.
+    pthread_mutex_t mutex;
+    cvr_state_t *committed;         //  every committed command applied, owned
+    cvr_history_t *numbering;       //  event numbering of the committed state
+    cvr_effects_t *effects;         //  scratch for the committed side
+    uint64_t applied;               //  entries applied + snapshots restored
+    //  The open batch, the owner's thread only.
+    cvr_wr_t *batch;                //  {"c": [commands...  (left open)
+    size_t pending;                 //  commands in it
+    uint64_t next_tag;
+};
+
+//  --------------------------------------------------------------------------
+//  The state machine, on the raft thread
+
+static int
+s_apply (void *arg, const void *data, size_t size, uint64_t index)
+{
+    cvr_log_t *self = (cvr_log_t *) arg;
+    cvr_msg_t *msg = cvr_msg_decode (data, size);
+    const msgpack_object *commands = msg ? cvr_obj_get (cvr_msg_root (msg), "c") : NULL;
+    if (!commands || commands->type != MSGPACK_OBJECT_ARRAY) {
+        //  Written by us, so never: a damaged entry is skipped, loudly.
+        zsys_error ("conveyord: raft entry %" PRIu64 " is not a command batch; skipped",
+                    index);
+        cvr_msg_destroy (&msg);
+        return -1;
+    }
+    int failed = 0;
+    pthread_mutex_lock (&self->mutex);
+    for (uint32_t i = 0; i < commands->via.array.size; i++) {
+        cvr_codec_cmd_t *cmd = cvr_codec_read_cmd (&commands->via.array.ptr [i]);
+        //  The server applied each with CVR_OK before logging it; the same
+        //  commands in the same order give the same results here.
+        if (!cmd || cvr_state_apply (self->committed, cvr_codec_cmd (cmd), self->effects))
+            failed++;
+        for (size_t e = 0; e < cvr_effects_size (self->effects); e++)
+            cvr_history_append (self->numbering, cvr_effects_topic (self->effects, e),
+                                cvr_effects_root (self->effects, e),
+                                cvr_effects_body (self->effects, e));
+        cvr_effects_clear (self->effects);
+        cvr_codec_cmd_destroy (&cmd);
+    }
+    self->applied++;
+    pthread_mutex_unlock (&self->mutex);
+    if (failed)
+        zsys_error ("conveyord: raft entry %" PRIu64 ": %d command(s) did not apply as "
+                    "they did when proposed", index, failed);
+    cvr_msg_destroy (&msg);
+    return failed ? -1 : 0;
+}
+
+static int
+s_snapshot (void *arg, void **data, size_t *size)
+{
+    cvr_log_t *self = (cvr_log_t *) arg;
+    cvr_wr_t *numbering = cvr_wr_new ();
+    cvr_wr_t *state = cvr_wr_new ();
+    pthread_mutex_lock (&self->mutex);
+    cvr_history_write_numbering (self->numbering, numbering);
+    cvr_codec_write_state (state, self->committed);
+    pthread_mutex_unlock (&self->mutex);
+    size_t first = cvr_wr_size (numbering);
+    *size = 8 + first + cvr_wr_size (state);
+    uint8_t *bytes = (uint8_t *) malloc (*size);
+    assert (bytes);
+    for (int i = 0; i < 8; i++)
+        bytes [i] = (uint8_t) ((uint64_t) first >> (56 - 8 * i));
+    memcpy (bytes + 8, cvr_wr_data (numbering), first);
+    memcpy (bytes + 8 + first, cvr_wr_data (state), cvr_wr_size (state));
+    *data = bytes;
+    cvr_wr_destroy (&numbering);
+    cvr_wr_destroy (&state);
+    return 0;
+}
+
+static int
+s_restore (void *arg, const void *data, size_t size)
+{
+    cvr_log_t *self = (cvr_log_t *) arg;
+    const uint8_t *bytes = (const uint8_t *) data;
+    uint64_t first = 0;
+    for (int i = 0; i < 8 && size >= 8; i++)
+        first = (first << 8) | bytes [i];
+    if (size < 8 || first > size - 8) {
+        zsys_error ("conveyord: a snapshot of %zu bytes is damaged", size);
+        return -1;
+    }
+    cvr_msg_t *numbering = cvr_msg_decode (bytes + 8, (size_t) first);
+    cvr_state_t *state = cvr_codec_read_state (bytes + 8 + first, size - 8 - (size_t) first,
+                                               &self->limits);
+    int rc = numbering && state ? 0 : -1;
+    pthread_mutex_lock (&self->mutex);
+    if (rc == 0)
+        rc = cvr_history_read_numbering (self->numbering, cvr_msg_root (numbering));
+    if (rc == 0) {
+        cvr_state_destroy (&self->committed);
+        self->committed = state;
+        state = NULL;
+        self->applied++;
+    }
+    pthread_mutex_unlock (&self->mutex);
+    if (rc)
+        zsys_error ("conveyord: a snapshot of %zu bytes cannot be read", size);
+    cvr_state_destroy (&state);
+    cvr_msg_destroy (&numbering);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+
+static void
+s_open_batch (cvr_log_t *self)
+{
+    cvr_wr_reset (self->batch);
+    cvr_wr_map (self->batch);
+    cvr_wr_str (self->batch, "c");
+    cvr_wr_array (self->batch);
+    self->pending = 0;
+}
+
+cvr_log_t *
+cvr_log_new (const cvr_log_config_t *config)
+{
+    cvr_log_t *self = (cvr_log_t *) zmalloc (sizeof (cvr_log_t));
+    self->limits = config->limits;
+    pthread_mutex_init (&self->mutex, NULL);
+    self->committed = cvr_state_new (&self->limits);
+    self->numbering = cvr_history_new (S_NUMBERING_RING);
+    self->effects = cvr_effects_new ();
+    self->batch = cvr_wr_new ();
+    s_open_batch (self);
+    cvr_raft_peer_t me = { config->node_id, config->raft_address };
+    cvr_raft_config_t raft = {
+        .id = config->node_id, .address = config->raft_address,
+        .data_dir = config->data_dir, .peers = &me, .peer_count = 1,
+        .election_timeout_ms = config->election_timeout_ms,
+        .heartbeat_ms = config->heartbeat_ms,
+        .snapshot_threshold = config->snapshot_threshold,
+        .snapshot_trailing = config->snapshot_trailing
+    };
+    cvr_raft_fsm_t fsm = { s_apply, s_snapshot, s_restore };
+    self->raft = cvr_raft_new (&raft, &fsm, self);
+    if (!self->raft)
+        cvr_log_destroy (&self);
+    return self;
+}
+
+void
+cvr_log_destroy (cvr_log_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_log_t *self = *self_p;
+    cvr_raft_destroy (&self->raft);     //  joins the raft thread first
+    cvr_state_destroy (&self->committed);
+    cvr_history_destroy (&self->numbering);
+    cvr_effects_destroy (&self->effects);
+    cvr_wr_destroy (&self->batch);
+    pthread_mutex_destroy (&self->mutex);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+cvr_log_wait_leader (cvr_log_t *self, int timeout_ms)
+{
+    int64_t until = zclock_mono () + timeout_ms;
+    zpoller_t *poller = zpoller_new (cvr_raft_socket (self->raft), NULL);
+    int rc = -1;
+    while (rc && zclock_mono () < until && !zsys_interrupted) {
+        if (cvr_raft_is_leader (self->raft)) {
+            rc = 0;
+            break;
+        }
+        //  Events before leadership (FOLLOWER while electing) are drained.
+        if (zpoller_wait (poller, 20)) {
+            cvr_raft_event_t event;
+            cvr_raft_recv (self->raft, &event);
+        }
+    }
+    zpoller_destroy (&poller);
+    return rc;
+}
+
+cvr_state_t *
+cvr_log_copy (cvr_log_t *self, cvr_history_t *history)
+{
+    cvr_wr_t *state = cvr_wr_new ();
+    cvr_wr_t *numbering = cvr_wr_new ();
+    pthread_mutex_lock (&self->mutex);
+    cvr_codec_write_state (state, self->committed);
+    cvr_history_write_numbering (self->numbering, numbering);
+    pthread_mutex_unlock (&self->mutex);
+    cvr_state_t *copy = cvr_codec_read_state (cvr_wr_data (state), cvr_wr_size (state),
+                                              &self->limits);
+    cvr_msg_t *msg = cvr_msg_decode (cvr_wr_data (numbering), cvr_wr_size (numbering));
+    int rc = msg ? cvr_history_read_numbering (history, cvr_msg_root (msg)) : -1;
+    assert (copy && rc == 0);           //  our own canonical bytes
+    (void) rc;
+    cvr_msg_destroy (&msg);
+    cvr_wr_destroy (&state);
+    cvr_wr_destroy (&numbering);
+    return copy;
+}
+
+void
+cvr_log_append (cvr_log_t *self, const cvr_cmd_t *cmd)
+{
+    cvr_codec_write_cmd (self->batch, cmd);
+    self->pending++;
+}
+
+size_t
+cvr_log_pending (cvr_log_t *self)
+{
+    return self->pending;
+}
+
+int64_t
+cvr_log_commit (cvr_log_t *self)
+{
+    if (!self->pending)
+        return 0;
+    cvr_wr_close (self->batch);         //  the array
+    cvr_wr_close (self->batch);         //  the map
+    uint64_t tag = ++self->next_tag;
+    int rc = cvr_raft_submit (self->raft, cvr_wr_data (self->batch),
+                              cvr_wr_size (self->batch), tag);
+    s_open_batch (self);
+    return rc ? -1 : (int64_t) tag;
+}
+
+zsock_t *
+cvr_log_socket (cvr_log_t *self)
+{
+    return cvr_raft_socket (self->raft);
+}
+
+int
+cvr_log_recv (cvr_log_t *self, cvr_raft_event_t *event)
+{
+    return cvr_raft_recv (self->raft, event);
+}
+
+uint64_t
+cvr_log_applied (cvr_log_t *self)
+{
+    pthread_mutex_lock (&self->mutex);
+    uint64_t applied = self->applied;
+    pthread_mutex_unlock (&self->mutex);
+    return applied;
+}

@@ -1,0 +1,87 @@
+/*  cvr_log.h: the durable log of state commands, on libraft (internal).
+
+    The seam of design.md between the server and the state when the daemon
+    runs with --data-dir. The server applies a command to its own state at
+    once (it is the only writer, so the order it applies is the log's
+    order) and appends it here; at the end of each batch it commits the
+    batch as ONE raft entry and holds the batch's replies and events until
+    that entry is committed (APPLIED on cvr_log_socket).
+
+    Behind it, on the raft thread, the log keeps the committed state: a
+    second cvr_state that applies every committed entry, with the event
+    numbering of a cvr_history. Snapshots are taken from that committed
+    state (never from the server's, which runs ahead by the entries in
+    flight), and a restart rebuilds it from the last snapshot and the log;
+    cvr_log_copy then hands the server a copy to go on from.
+
+    Entry: one msgpack map {"c": [command, ...]} (cvr_codec), padded by
+    the engine. Snapshot: an 8-byte big-endian length, the history's
+    numbering (cvr_history_write_numbering), then the state
+    (cvr_codec_write_state).
+*/
+#ifndef CVR_LOG_H_INCLUDED
+#define CVR_LOG_H_INCLUDED
+
+#include "cvr_state.h"
+#include "cvr_history.h"
+#include "cvr_raft.h"
+
+typedef struct _cvr_log_t cvr_log_t;
+
+typedef struct {
+    const char *data_dir;           //  created if missing
+    uint64_t node_id;               //  raft server id, >= 1
+    const char *raft_address;       //  "host:port" the engine listens on
+    unsigned snapshot_threshold;    //  0: the engine's default
+    unsigned snapshot_trailing;     //  0: the engine's default
+    unsigned election_timeout_ms;   //  0: the engine's default
+    unsigned heartbeat_ms;          //  0: the engine's default
+    cvr_state_limits_t limits;      //  of the committed state
+} cvr_log_config_t;
+
+//  Opens the data directory and starts the engine (which restores the
+//  last snapshot and reads the log). NULL after a zsys_error saying why.
+cvr_log_t *
+    cvr_log_new (const cvr_log_config_t *config);
+
+void
+    cvr_log_destroy (cvr_log_t **self_p);
+
+//  Waits until this node leads with everything committed before applied
+//  (the engine's barrier), at most timeout_ms. Returns 0, or -1.
+int
+    cvr_log_wait_leader (cvr_log_t *self, int timeout_ms);
+
+//  A copy of the committed state (caller owns it), and its numbering
+//  continued in history. Call only while nothing is in flight (after
+//  cvr_log_wait_leader, before the first cvr_log_commit).
+cvr_state_t *
+    cvr_log_copy (cvr_log_t *self, cvr_history_t *history);
+
+//  Adds one command (already applied by the caller, with CVR_OK) to the
+//  open batch.
+void
+    cvr_log_append (cvr_log_t *self, const cvr_cmd_t *cmd);
+
+//  Commands in the open batch.
+size_t
+    cvr_log_pending (cvr_log_t *self);
+
+//  Proposes the open batch as one entry. Returns its tag (> 0; the APPLIED
+//  event carries it), 0 when the batch was empty, -1 when the engine
+//  refused it.
+int64_t
+    cvr_log_commit (cvr_log_t *self);
+
+//  The engine's event socket and reader (see cvr_raft.h).
+zsock_t *
+    cvr_log_socket (cvr_log_t *self);
+int
+    cvr_log_recv (cvr_log_t *self, cvr_raft_event_t *event);
+
+//  Entries applied to the committed state, and snapshots restored, since
+//  start (for stats and tests).
+uint64_t
+    cvr_log_applied (cvr_log_t *self);
+
+#endif
