@@ -47,6 +47,22 @@ cvr_history_destroy (cvr_history_t **self_p)
     *self_p = NULL;
 }
 
+//  Keeps the final bytes of event seq in the ring.
+static void
+s_keep (cvr_history_t *self, uint64_t seq, const char *topic, const void *body,
+        size_t size)
+{
+    s_entry_t *entry = &self->ring [seq % self->capacity];
+    s_entry_clear (entry);
+    entry->topic = strdup (topic);
+    entry->size = size;
+    entry->body = (uint8_t *) malloc (size ? size : 1);
+    assert (entry->topic && entry->body);
+    memcpy (entry->body, body, size);
+    if (self->count < self->capacity)
+        self->count++;
+}
+
 uint64_t
 cvr_history_append (cvr_history_t *self, const char *topic, const char *root,
                     cvr_wr_t *body)
@@ -58,16 +74,22 @@ cvr_history_append (cvr_history_t *self, const char *topic, const char *root,
     cvr_wr_kuint (body, "prev", prev);
     cvr_wr_close (body);
 
-    s_entry_t *entry = &self->ring [seq % self->capacity];
-    s_entry_clear (entry);
-    entry->topic = strdup (topic);
-    entry->size = cvr_wr_size (body);
-    entry->body = (uint8_t *) malloc (entry->size);
-    assert (entry->topic && entry->body);
-    memcpy (entry->body, cvr_wr_data (body), entry->size);
-    if (self->count < self->capacity)
-        self->count++;
+    s_keep (self, seq, topic, cvr_wr_data (body), cvr_wr_size (body));
     return seq;
+}
+
+int
+cvr_history_put (cvr_history_t *self, const char *topic, const char *root,
+                 uint64_t seq, const void *body, size_t size)
+{
+    if (seq <= self->seq)
+        return 0;
+    if (seq != self->seq + 1)
+        return -1;
+    self->seq = seq;
+    zhashx_update (self->roots, root, (void *) (uintptr_t) seq);
+    s_keep (self, seq, topic, body, size);
+    return 0;
 }
 
 uint64_t

@@ -42,6 +42,14 @@ cvr_err_t
     cvr_history_since (cvr_history_t *self, uint64_t since, const char *prefix,
                        size_t limit, cvr_wr_t *reply);
 
+//  Keeps an event numbered elsewhere (by the committed state of the log):
+//  body is its final bytes with seq and prev. Events at or below the
+//  latest seq are already counted and ignored. Returns 0, or -1 when seq
+//  is not the next one (nothing kept then).
+int
+    cvr_history_put (cvr_history_t *self, const char *topic, const char *root,
+                     uint64_t seq, const void *body, size_t size);
+
 //  The numbering, for a snapshot: {"seq": latest, "roots": {root: its
 //  latest seq}} with roots in order (canonical).
 void

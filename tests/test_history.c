@@ -487,6 +487,45 @@ test_numbering_round_trip (void **state)
     cvr_history_destroy (&original);
 }
 
+//  Events numbered elsewhere: kept in order, repeats ignored, a gap refused.
+static void
+test_put_numbered (void **state)
+{
+    cvr_history_t *source = cvr_history_new (8);
+    cvr_history_t *mirror = cvr_history_new (8);
+    cvr_wr_t *w = cvr_wr_new ();
+    for (int i = 0; i < 3; i++) {
+        uint64_t seq = s_append (source, w, "service/a/health", "service/a", i);
+        assert_int_equal (cvr_history_put (mirror, "service/a/health", "service/a", seq,
+                                           cvr_wr_data (w), cvr_wr_size (w)), 0);
+        //  The same event again: already counted.
+        assert_int_equal (cvr_history_put (mirror, "service/a/health", "service/a", seq,
+                                           cvr_wr_data (w), cvr_wr_size (w)), 0);
+    }
+    assert_int_equal (cvr_history_seq (mirror), 3);
+    assert_int_equal (cvr_history_put (mirror, "x/y/z", "x/y", 5, "\x80", 1), -1);
+    assert_int_equal (cvr_history_seq (mirror), 3);
+    //  Both answer events_since alike.
+    s_reply_t a, b;
+    assert_int_equal (s_since (source, 0, "", 100, &a), CVR_OK);
+    assert_int_equal (s_since (mirror, 0, "", 100, &b), CVR_OK);
+    assert_int_equal (a.events->via.array.size, 3);
+    assert_int_equal (b.events->via.array.size, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal (s_event_seq (&a, i, NULL), s_event_seq (&b, i, NULL));
+    s_reply_free (&a);
+    s_reply_free (&b);
+    //  The next event numbered by the mirror itself follows on, prev too.
+    uint64_t next = s_append (mirror, w, "service/a/x", "service/a", 9);
+    assert_int_equal (next, 4);
+    cvr_msg_t *msg = cvr_msg_decode (cvr_wr_data (w), cvr_wr_size (w));
+    assert_int_equal (cvr_obj_get_int (cvr_msg_root (msg), "prev", -1), 3);
+    cvr_msg_destroy (&msg);
+    cvr_wr_destroy (&w);
+    cvr_history_destroy (&mirror);
+    cvr_history_destroy (&source);
+}
+
 int
 main (void)
 {
@@ -499,6 +538,7 @@ main (void)
         cmocka_unit_test (test_capacity_one),
         cmocka_unit_test (test_empty_history),
         cmocka_unit_test (test_numbering_round_trip),
+        cmocka_unit_test (test_put_numbered),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
