@@ -19,7 +19,15 @@ static const char *s_help =
 "                            in DIR before it is acknowledged or published; a\n"
 "                            restart restores it (services come back 'unknown'\n"
 "                            with a fresh lease). Without it: memory only\n"
-"  --raft-bind HOST:PORT     the raft engine's address [127.0.0.1:7402]\n"
+"  --raft-bind HOST:PORT     the raft engine's address [127.0.0.1:7402]; in a\n"
+"                            cluster, this node's address in --peers is used\n"
+"  --peers ID=HOST:PORT,...  a replicated cluster (with --data-dir): the raft\n"
+"                            address of every initial node, identical on each;\n"
+"                            --node-id is then this node's ID. The leader serves;\n"
+"                            followers answer NOT_LEADER with its endpoint and\n"
+"                            publish the same events. A node whose ID is not in\n"
+"                            --peers joins a running cluster: add it with\n"
+"                            'conveyorctl cluster add ID HOST:PORT' on the leader\n"
 "  --snapshot-threshold N    log entries between two snapshots [8192]\n"
 "  --snapshot-trailing N     entries kept in the log after a snapshot [1024]\n"
 "  --election-timeout-ms N   raft election timeout [1000]\n"
@@ -33,7 +41,8 @@ static const char *s_help =
 "  --max-services N          services held at most [1000000]\n"
 "  --max-groups N            groups held at most [100000]\n"
 "  --max-members N           members per group at most [100000]\n"
-"  --node-id NAME            this node's name in hello and sys/heartbeat [conveyord]\n"
+"  --node-id NAME            this node's name in hello and sys/heartbeat [conveyord];\n"
+"                            with --peers, its number in the cluster\n"
 "  --log-level L             error, warn, info or debug [info]\n"
 "  --curve-secret FILE       CurveZMQ: this server's certificate with its secret\n"
 "                            key (conveyorctl keygen writes NAME.cert_secret)\n"
@@ -52,7 +61,7 @@ static const char *s_server_options [] = {
     "listen", "publish", "data-dir", "lease-ms", "min-lease-ms", "max-lease-ms",
     "session-timeout-ms", "default-partitions", "history", "max-message-bytes",
     "max-services", "max-groups", "max-members", "log-level", "curve-secret",
-    "curve-clients", "raft-bind", "snapshot-threshold", "snapshot-trailing",
+    "curve-clients", "raft-bind", "peers", "snapshot-threshold", "snapshot-trailing",
     "election-timeout-ms", NULL
 };
 
@@ -145,6 +154,7 @@ main (int argc, char *argv [])
         { "curve-secret", required_argument, 0, 0 },
         { "curve-clients", required_argument, 0, 0 },
         { "raft-bind", required_argument, 0, 0 },
+        { "peers", required_argument, 0, 0 },
         { "snapshot-threshold", required_argument, 0, 0 },
         { "snapshot-trailing", required_argument, 0, 0 },
         { "election-timeout-ms", required_argument, 0, 0 },

@@ -14,6 +14,9 @@ struct _cvr_log_t {
     cvr_state_t *committed;         //  every committed command applied, owned
     cvr_history_t *numbering;       //  event numbering of the committed state
     cvr_effects_t *effects;         //  scratch for the committed side
+    zhashx_t *nodes;                //  "id" -> "req\nev" announced endpoints
+    zsock_t *events_out;            //  raft thread's end: numbered events
+    zsock_t *events_in;             //  owner's end
     uint64_t applied;               //  entries applied + snapshots restored
     //  The open batch, the owner's thread only.
     cvr_wr_t *batch;                //  {"c": [commands...  (left open)
@@ -29,6 +32,26 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
 {
     cvr_log_t *self = (cvr_log_t *) arg;
     cvr_msg_t *msg = cvr_msg_decode (data, size);
+    const msgpack_object *node = msg ? cvr_obj_get (cvr_msg_root (msg), "n") : NULL;
+    if (node) {
+        uint64_t id;
+        char *request = cvr_obj_get_strdup (node, "req");
+        char *events = cvr_obj_get_strdup (node, "ev");
+        if (!cvr_obj_uint (cvr_obj_get (node, "id"), &id) && request && events) {
+            char key [32];
+            snprintf (key, sizeof (key), "%" PRIu64, id);
+            char *value = zsys_sprintf ("%s\n%s", request, events);
+            pthread_mutex_lock (&self->mutex);
+            zhashx_update (self->nodes, key, value);
+            self->applied++;
+            pthread_mutex_unlock (&self->mutex);
+            zstr_free (&value);
+        }
+        free (request);
+        free (events);
+        cvr_msg_destroy (&msg);
+        return 0;
+    }
     const msgpack_object *commands = msg ? cvr_obj_get (cvr_msg_root (msg), "c") : NULL;
     if (!commands || commands->type != MSGPACK_OBJECT_ARRAY) {
         //  Written by us, so never: a damaged entry is skipped, loudly.
@@ -45,10 +68,15 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
         //  commands in the same order give the same results here.
         if (!cmd || cvr_state_apply (self->committed, cvr_codec_cmd (cmd), self->effects))
             failed++;
-        for (size_t e = 0; e < cvr_effects_size (self->effects); e++)
-            cvr_history_append (self->numbering, cvr_effects_topic (self->effects, e),
-                                cvr_effects_root (self->effects, e),
-                                cvr_effects_body (self->effects, e));
+        for (size_t e = 0; e < cvr_effects_size (self->effects); e++) {
+            const char *topic = cvr_effects_topic (self->effects, e);
+            const char *root = cvr_effects_root (self->effects, e);
+            cvr_wr_t *body = cvr_effects_body (self->effects, e);
+            uint64_t seq = cvr_history_append (self->numbering, topic, root, body);
+            //  Never blocks (no high-water mark): the owner reads them all.
+            zsock_send (self->events_out, "ss8b", topic, root, seq,
+                        cvr_wr_data (body), cvr_wr_size (body));
+        }
         cvr_effects_clear (self->effects);
         cvr_codec_cmd_destroy (&cmd);
     }
@@ -61,6 +89,60 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
     return failed ? -1 : 0;
 }
 
+//  What a snapshot holds besides the state: {"numbering", "nodes"}.
+static void
+s_write_aux (cvr_log_t *self, cvr_wr_t *w)
+{
+    cvr_wr_map (w);
+    cvr_wr_str (w, "numbering");
+    cvr_history_write_numbering (self->numbering, w);
+    cvr_wr_str (w, "nodes");
+    cvr_wr_map (w);
+    zlistx_t *keys = zhashx_keys (self->nodes);
+    zlistx_set_comparator (keys, (zlistx_comparator_fn *) strcmp);
+    zlistx_sort (keys);
+    for (const char *key = (const char *) zlistx_first (keys); key;
+         key = (const char *) zlistx_next (keys)) {
+        const char *value = (const char *) zhashx_lookup (self->nodes, key);
+        const char *newline = strchr (value, '\n');
+        cvr_wr_str (w, key);
+        cvr_wr_array (w);
+        cvr_wr_strn (w, value, (size_t) (newline - value));
+        cvr_wr_str (w, newline + 1);
+        cvr_wr_close (w);
+    }
+    zlistx_destroy (&keys);
+    cvr_wr_close (w);
+    cvr_wr_close (w);
+}
+
+static int
+s_read_aux (cvr_log_t *self, const msgpack_object *o)
+{
+    const msgpack_object *nodes = cvr_obj_get (o, "nodes");
+    if (!nodes || !cvr_obj_is_str_map (nodes)
+    ||  cvr_history_read_numbering (self->numbering, cvr_obj_get (o, "numbering")))
+        return -1;
+    zhashx_purge (self->nodes);
+    for (uint32_t i = 0; i < nodes->via.map.size; i++) {
+        const msgpack_object *pair = &nodes->via.map.ptr [i].val;
+        if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2)
+            continue;
+        char *key = cvr_obj_strdup (&nodes->via.map.ptr [i].key);
+        char *request = cvr_obj_strdup (&pair->via.array.ptr [0]);
+        char *events = cvr_obj_strdup (&pair->via.array.ptr [1]);
+        if (key && request && events) {
+            char *value = zsys_sprintf ("%s\n%s", request, events);
+            zhashx_update (self->nodes, key, value);
+            zstr_free (&value);
+        }
+        free (key);
+        free (request);
+        free (events);
+    }
+    return 0;
+}
+
 static int
 s_snapshot (void *arg, void **data, size_t *size)
 {
@@ -68,7 +150,7 @@ s_snapshot (void *arg, void **data, size_t *size)
     cvr_wr_t *numbering = cvr_wr_new ();
     cvr_wr_t *state = cvr_wr_new ();
     pthread_mutex_lock (&self->mutex);
-    cvr_history_write_numbering (self->numbering, numbering);
+    s_write_aux (self, numbering);
     cvr_codec_write_state (state, self->committed);
     pthread_mutex_unlock (&self->mutex);
     size_t first = cvr_wr_size (numbering);
@@ -103,7 +185,7 @@ s_restore (void *arg, const void *data, size_t size)
     int rc = numbering && state ? 0 : -1;
     pthread_mutex_lock (&self->mutex);
     if (rc == 0)
-        rc = cvr_history_read_numbering (self->numbering, cvr_msg_root (numbering));
+        rc = s_read_aux (self, cvr_msg_root (numbering));
     if (rc == 0) {
         cvr_state_destroy (&self->committed);
         self->committed = state;
@@ -139,14 +221,29 @@ cvr_log_new (const cvr_log_config_t *config)
     self->committed = cvr_state_new (&self->limits);
     self->numbering = cvr_history_new (S_NUMBERING_RING);
     self->effects = cvr_effects_new ();
+    self->nodes = zhashx_new ();
+    zhashx_set_duplicator (self->nodes, (zhashx_duplicator_fn *) strdup);
+    zhashx_set_destructor (self->nodes, (zhashx_destructor_fn *) zstr_free);
     self->batch = cvr_wr_new ();
     s_open_batch (self);
+    //  An inproc pair with no high-water mark: the raft thread never blocks.
+    static int s_pairs = 0;
+    char endpoint [64];
+    snprintf (endpoint, sizeof (endpoint), "inproc://cvr-log-%d-%p", ++s_pairs, (void *) self);
+    self->events_in = zsock_new (ZMQ_PAIR);
+    self->events_out = zsock_new (ZMQ_PAIR);
+    zsock_set_rcvhwm (self->events_in, 0);
+    zsock_set_sndhwm (self->events_out, 0);
+    zsock_bind (self->events_in, "%s", endpoint);
+    zsock_connect (self->events_out, "%s", endpoint);
     cvr_raft_peer_t me = { config->node_id, config->raft_address };
     cvr_raft_config_t raft = {
         .id = config->node_id, .address = config->raft_address,
-        .data_dir = config->data_dir, .peers = &me, .peer_count = 1,
-        .election_timeout_ms = config->election_timeout_ms,
+        .data_dir = config->data_dir,
+        .peers = config->joining ? NULL : config->peer_count ? config->peers : &me,
+        .peer_count = config->joining ? 0 : config->peer_count ? config->peer_count : 1,
         .heartbeat_ms = config->heartbeat_ms,
+        .election_timeout_ms = config->election_timeout_ms,
         .snapshot_threshold = config->snapshot_threshold,
         .snapshot_trailing = config->snapshot_trailing
     };
@@ -167,6 +264,9 @@ cvr_log_destroy (cvr_log_t **self_p)
     cvr_state_destroy (&self->committed);
     cvr_history_destroy (&self->numbering);
     cvr_effects_destroy (&self->effects);
+    zhashx_destroy (&self->nodes);
+    zsock_destroy (&self->events_out);
+    zsock_destroy (&self->events_in);
     cvr_wr_destroy (&self->batch);
     pthread_mutex_destroy (&self->mutex);
     free (self);
@@ -205,8 +305,14 @@ cvr_log_copy (cvr_log_t *self, cvr_history_t *history)
     pthread_mutex_unlock (&self->mutex);
     cvr_state_t *copy = cvr_codec_read_state (cvr_wr_data (state), cvr_wr_size (state),
                                               &self->limits);
+    //  A history that kept up with the committed events (a follower that
+    //  becomes leader) keeps its ring; one behind (at start) takes over the
+    //  numbering.
     cvr_msg_t *msg = cvr_msg_decode (cvr_wr_data (numbering), cvr_wr_size (numbering));
-    int rc = msg ? cvr_history_read_numbering (history, cvr_msg_root (msg)) : -1;
+    uint64_t seq = 0;
+    int rc = msg ? cvr_obj_uint (cvr_obj_get (cvr_msg_root (msg), "seq"), &seq) : -1;
+    if (rc == 0 && cvr_history_seq (history) < seq)
+        rc = cvr_history_read_numbering (history, cvr_msg_root (msg));
     assert (copy && rc == 0);           //  our own canonical bytes
     (void) rc;
     cvr_msg_destroy (&msg);
@@ -220,6 +326,12 @@ cvr_log_append (cvr_log_t *self, const cvr_cmd_t *cmd)
 {
     cvr_codec_write_cmd (self->batch, cmd);
     self->pending++;
+}
+
+void
+cvr_log_discard (cvr_log_t *self)
+{
+    s_open_batch (self);
 }
 
 size_t
@@ -261,4 +373,58 @@ cvr_log_applied (cvr_log_t *self)
     uint64_t applied = self->applied;
     pthread_mutex_unlock (&self->mutex);
     return applied;
+}
+
+zsock_t *
+cvr_log_events (cvr_log_t *self)
+{
+    return self->events_in;
+}
+
+int
+cvr_log_recv_event (cvr_log_t *self, char **topic, char **root, uint64_t *seq,
+                    zframe_t **body)
+{
+    if (!(zsock_events (self->events_in) & ZMQ_POLLIN))
+        return -1;
+    return zsock_recv (self->events_in, "ss8f", topic, root, seq, body);
+}
+
+int
+cvr_log_announce (cvr_log_t *self, const char *request, const char *events)
+{
+    cvr_wr_t *w = cvr_wr_new ();
+    cvr_wr_map (w);
+    cvr_wr_str (w, "n");
+    cvr_wr_map (w);
+    cvr_wr_kuint (w, "id", cvr_raft_id (self->raft));
+    cvr_wr_kstr (w, "req", request);
+    cvr_wr_kstr (w, "ev", events);
+    cvr_wr_close (w);
+    cvr_wr_close (w);
+    int rc = cvr_raft_submit (self->raft, cvr_wr_data (w), cvr_wr_size (w), ++self->next_tag);
+    cvr_wr_destroy (&w);
+    return rc;
+}
+
+char *
+cvr_log_endpoint (cvr_log_t *self, uint64_t id, bool events)
+{
+    char key [32];
+    snprintf (key, sizeof (key), "%" PRIu64, id);
+    pthread_mutex_lock (&self->mutex);
+    const char *value = (const char *) zhashx_lookup (self->nodes, key);
+    char *endpoint = NULL;
+    if (value) {
+        const char *newline = strchr (value, '\n');
+        endpoint = events ? strdup (newline + 1) : strndup (value, (size_t) (newline - value));
+    }
+    pthread_mutex_unlock (&self->mutex);
+    return endpoint;
+}
+
+cvr_raft_t *
+cvr_log_raft (cvr_log_t *self)
+{
+    return self->raft;
 }

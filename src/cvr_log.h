@@ -14,10 +14,17 @@
     flight), and a restart rebuilds it from the last snapshot and the log;
     cvr_log_copy then hands the server a copy to go on from.
 
-    Entry: one msgpack map {"c": [command, ...]} (cvr_codec), padded by
-    the engine. Snapshot: an 8-byte big-endian length, the history's
-    numbering (cvr_history_write_numbering), then the state
-    (cvr_codec_write_state).
+    Every node applies every committed entry to its committed state and
+    numbers the events it causes there: those events, identical on every
+    node, are what each node publishes (cvr_log_events), so a follower
+    publishes the same events with the same seq as the leader. The leader's
+    own state only decides and answers.
+
+    Entries: {"c": [command, ...]} (cvr_codec), or {"n": {"id", "req",
+    "ev"}}: a node's request and event endpoints, which a new leader
+    announces so that followers can redirect clients to it. Snapshot: an
+    8-byte big-endian length, a map {"numbering": (cvr_history numbering),
+    "nodes": {id: [req, ev]}}, then the state (cvr_codec_write_state).
 */
 #ifndef CVR_LOG_H_INCLUDED
 #define CVR_LOG_H_INCLUDED
@@ -32,6 +39,10 @@ typedef struct {
     const char *data_dir;           //  created if missing
     uint64_t node_id;               //  raft server id, >= 1
     const char *raft_address;       //  "host:port" the engine listens on
+    const cvr_raft_peer_t *peers;   //  the initial cluster (itself included);
+    size_t peer_count;              //  none: a single-node cluster of itself
+    bool joining;                   //  joins a running cluster (cluster add):
+                                    //  no bootstrap, peers ignored
     unsigned snapshot_threshold;    //  0: the engine's default
     unsigned snapshot_trailing;     //  0: the engine's default
     unsigned election_timeout_ms;   //  0: the engine's default
@@ -63,6 +74,10 @@ cvr_state_t *
 void
     cvr_log_append (cvr_log_t *self, const cvr_cmd_t *cmd);
 
+//  Forgets the open batch (a leader that stepped down: its state is gone).
+void
+    cvr_log_discard (cvr_log_t *self);
+
 //  Commands in the open batch.
 size_t
     cvr_log_pending (cvr_log_t *self);
@@ -78,6 +93,31 @@ zsock_t *
     cvr_log_socket (cvr_log_t *self);
 int
     cvr_log_recv (cvr_log_t *self, cvr_raft_event_t *event);
+
+//  The events of the committed state, numbered, one message each:
+//  [topic, root, seq (8 bytes, big-endian), body]. Read with
+//  cvr_log_recv_event. Owned by the log.
+zsock_t *
+    cvr_log_events (cvr_log_t *self);
+
+//  Reads one event if one is waiting (never blocks). Returns 0 and sets
+//  the fields (topic, root and body owned by the caller), or -1.
+int
+    cvr_log_recv_event (cvr_log_t *self, char **topic, char **root, uint64_t *seq,
+                        zframe_t **body);
+
+//  Proposes this node's endpoints as an entry (a new leader does, so that
+//  followers can point clients at it). Returns 0 or -1.
+int
+    cvr_log_announce (cvr_log_t *self, const char *request, const char *events);
+
+//  The request (or event) endpoint node id announced, or NULL. Caller owns.
+char *
+    cvr_log_endpoint (cvr_log_t *self, uint64_t id, bool events);
+
+//  The engine, for leadership and membership (cvr_raft.h).
+cvr_raft_t *
+    cvr_log_raft (cvr_log_t *self);
 
 //  Entries applied to the committed state, and snapshots restored, since
 //  start (for stats and tests).

@@ -85,8 +85,9 @@ typedef struct {
     zframe_t *delimiter;        //  the empty frame of a REQ client, or NULL
     uint8_t *rid;               //  the request's rid, encoded, or NULL
     size_t rid_size;
-    char *group_id;
+    char *group_id;             //  a join's, or NULL
     char *member_id;
+    uint64_t tag;               //  a cluster change's (CHANGED), or 0
 } s_pending_t;
 typedef cvr_err_t (s_handler_fn) (cvr_server_t *self, const msgpack_object *req,
                                   cvr_wr_t *reply);
@@ -95,6 +96,7 @@ typedef struct {
     const char *op;
     s_handler_fn *handler;
     bool settle;            //  reads a group: rebalance what is pending first
+    bool anywhere;          //  a cluster follower serves it too
 } s_op_t;
 
 static const s_op_t s_ops [];
@@ -131,6 +133,14 @@ struct _cvr_server_t {
     zlistx_t *pending;          //  join replies waiting for a rebalance
     const char *defer_group;    //  set by a handler that defers its reply
     const char *defer_member;   //  (borrowed from the request's scratch)
+    uint64_t defer_tag;         //  or a cluster change's tag
+    s_pending_t *deferred;      //  the reply s_handle_body just deferred
+    zlistx_t *changes;          //  cluster change replies waiting (CHANGED)
+    char *peers;                //  --peers: "ID=HOST:PORT,...", or NULL
+    bool leading;               //  with a log: this node serves (leader)
+    uint64_t raft_id;           //  with --peers: --node-id as a number
+    cvr_state_limits_t limits;  //  of the state (a new one on step-down)
+    uint64_t change_tag;        //  the last cluster change's tag
     char *data_dir;             //  --data-dir, or NULL: in memory only
     char *raft_bind;            //  the raft engine's address
     cvr_log_t *log;             //  the durable log, with --data-dir
@@ -468,6 +478,15 @@ s_cut (cvr_server_t *self)
     s_release (self);
 }
 
+//  Leadership: a node that becomes leader takes over the committed state
+//  (its own runs ahead of it from then on); one that stops leading drops
+//  its state and whatever waited for the log (never acknowledged: clients
+//  retry with the new leader).
+static void s_drain_events (cvr_server_t *self);
+static void s_take_over (cvr_server_t *self);
+static void s_step_down (cvr_server_t *self);
+static void s_changed (cvr_server_t *self, const cvr_raft_event_t *event);
+
 static int
 s_on_log (zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -475,12 +494,21 @@ s_on_log (zloop_t *loop, zsock_t *sock, void *arg)
     cvr_raft_event_t event;
     if (cvr_log_recv (self->log, &event))
         return 0;
-    if (event.type == CVR_RAFT_APPLIED) {
+    //  The events of an entry go out before its replies.
+    s_drain_events (self);
+    if (event.type == CVR_RAFT_APPLIED && self->leading) {
         if (event.status != CVR_RAFT_OK) {
             char reason [128];
-            snprintf (reason, sizeof (reason), "log entry %" PRIu64 " failed (raft error %d)",
-                      event.tag, event.error);
-            s_fatal (self, reason);
+            snprintf (reason, sizeof (reason), "log entry %" PRIu64 " failed (raft status "
+                      "%d, error %d)", event.tag, event.status, event.error);
+            if (!self->peers) {
+                s_fatal (self, reason);
+                return 0;
+            }
+            s_log (self, S_WARN, "%s: stepping down", reason);
+            s_step_down (self);
+            if (cvr_raft_is_leader (cvr_log_raft (self->log)))
+                s_take_over (self);
             return 0;
         }
         if (event.result)
@@ -496,35 +524,78 @@ s_on_log (zloop_t *loop, zsock_t *sock, void *arg)
         s_release (self);
     }
     else
-    if (event.type == CVR_RAFT_FOLLOWER)
-        s_fatal (self, "this single-node log lost its leadership");
+    if (event.type == CVR_RAFT_LEADER && !self->leading)
+        s_take_over (self);
+    else
+    if (event.type == CVR_RAFT_FOLLOWER) {
+        if (self->leading && !self->peers)
+            s_fatal (self, "this single-node log lost its leadership");
+        else
+        if (self->leading)
+            s_step_down (self);
+        else
+            s_log (self, S_INFO, "following node %" PRIu64 " (term %" PRIu64 ")",
+                   event.leader_id, event.term);
+    }
+    else
+    if (event.type == CVR_RAFT_CHANGED)
+        s_changed (self, &event);
     return 0;
 }
 
+//  Numbers and publishes the events of the command just applied. With a
+//  log, the events published are the committed state's (s_drain_events),
+//  the same on every node: these are dropped.
 static void
 s_publish_effects (cvr_server_t *self)
 {
     void *pub = zsock_resolve (self->pub);
-    for (size_t i = 0; i < cvr_effects_size (self->effects); i++) {
+    for (size_t i = 0; i < cvr_effects_size (self->effects) && !self->log; i++) {
         const char *topic = cvr_effects_topic (self->effects, i);
         cvr_wr_t *body = cvr_effects_body (self->effects, i);
         uint64_t seq = cvr_history_append (self->history, topic,
                                            cvr_effects_root (self->effects, i), body);
-        if (self->log) {
-            zmsg_t *msg = zmsg_new ();
-            zmsg_addstr (msg, topic);
-            zmsg_addmem (msg, cvr_wr_data (body), cvr_wr_size (body));
-            s_out (self, self->pub, &msg);
-        }
-        else {
-            //  PUB never blocks: a subscriber over its high-water mark loses
-            //  the event and recovers it with events_since.
-            zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send (pub, cvr_wr_data (body), cvr_wr_size (body), ZMQ_DONTWAIT);
-        }
+        //  PUB never blocks: a subscriber over its high-water mark loses
+        //  the event and recovers it with events_since.
+        zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (pub, cvr_wr_data (body), cvr_wr_size (body), ZMQ_DONTWAIT);
         s_log (self, S_DEBUG, "event %" PRIu64 " %s", seq, topic);
     }
     cvr_effects_clear (self->effects);
+}
+
+//  With a log: publishes the committed state's events as they come, into
+//  the history too (so events_since and seq agree on every node).
+static void
+s_drain_events (cvr_server_t *self)
+{
+    void *pub = zsock_resolve (self->pub);
+    char *topic, *root;
+    uint64_t seq;
+    zframe_t *body;
+    while (cvr_log_recv_event (self->log, &topic, &root, &seq, &body) == 0) {
+        uint64_t latest = cvr_history_seq (self->history);
+        if (cvr_history_put (self->history, topic, root, seq, zframe_data (body),
+                             zframe_size (body)))
+            s_log (self, S_ERROR, "committed event %" PRIu64 " does not follow %" PRIu64
+                   "; not published", seq, latest);
+        else
+        if (seq > latest) {
+            zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send (pub, zframe_data (body), zframe_size (body), ZMQ_DONTWAIT);
+            s_log (self, S_DEBUG, "event %" PRIu64 " %s", seq, topic);
+        }
+        zstr_free (&topic);
+        zstr_free (&root);
+        zframe_destroy (&body);
+    }
+}
+
+static int
+s_on_events (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    s_drain_events ((cvr_server_t *) arg);
+    return 0;
 }
 
 //  Applies a command and publishes what it caused. The one path by which
@@ -611,6 +682,17 @@ s_expire_leases (cvr_server_t *self, int64_t now)
 //  --------------------------------------------------------------------------
 //  Operations: each reads its fields, then acts; 0 or an error code.
 
+//  In a cluster, the leader's request endpoint as announced through the
+//  log, or NULL (while electing, or not clustered). Caller owns.
+static char *
+s_leader_endpoint (cvr_server_t *self)
+{
+    if (!self->log || !self->peers)
+        return NULL;
+    uint64_t leader = cvr_raft_leader_id (cvr_log_raft (self->log));
+    return leader ? cvr_log_endpoint (self->log, leader, false) : NULL;
+}
+
 static cvr_err_t
 s_op_hello (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
 {
@@ -620,7 +702,9 @@ s_op_hello (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
     cvr_wr_kstr (reply, "node_id", self->node_id);
     cvr_wr_kstr (reply, "events_endpoint", self->events_endpoint);
     cvr_wr_kuint (reply, "seq", cvr_history_seq (self->history));
-    cvr_wr_kstr (reply, "leader", NULL);
+    char *leader = s_leader_endpoint (self);
+    cvr_wr_kstr (reply, "leader", leader);
+    zstr_free (&leader);
     cvr_wr_kint (reply, "lease_ms", self->config.lease_ms);
     cvr_wr_kint (reply, "session_timeout_ms", self->config.session_timeout_ms);
     return CVR_OK;
@@ -826,7 +910,100 @@ s_op_stats (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
     cvr_wr_kuint (reply, "expired", cvr_registry_expired (registry));
     cvr_wr_kuint (reply, "members_expired", cvr_groups_members_expired (groups));
     cvr_wr_kuint (reply, "events_published", cvr_history_seq (self->history));
+    if (self->log)
+        cvr_wr_kuint (reply, "log_entries", self->entries);
     return CVR_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  The cluster (with --data-dir; membership changes with --peers)
+
+static cvr_err_t
+s_need_log (cvr_server_t *self)
+{
+    if (self->log)
+        return CVR_OK;
+    snprintf (self->message, sizeof (self->message),
+              "this daemon keeps its state in memory: no raft log without --data-dir");
+    return CVR_NOT_FOUND;
+}
+
+static cvr_err_t
+s_op_cluster_status (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    cvr_err_t rc = s_need_log (self);
+    if (rc)
+        return rc;
+    const char *states [] = { "unavailable", "follower", "candidate", "leader" };
+    const char *roles [] = { "standby", "voter", "spare" };
+    cvr_raft_status_t status;
+    cvr_raft_status (cvr_log_raft (self->log), &status);
+    cvr_wr_kuint (reply, "node_id", cvr_raft_id (cvr_log_raft (self->log)));
+    cvr_wr_kstr (reply, "state", states [status.state & 3]);
+    cvr_wr_kbool (reply, "leading", self->leading);
+    cvr_wr_kuint (reply, "leader_id", status.leader_id);
+    char *leader = s_leader_endpoint (self);
+    cvr_wr_kstr (reply, "leader", leader);
+    zstr_free (&leader);
+    cvr_wr_kuint (reply, "term", status.term);
+    cvr_wr_kuint (reply, "commit_index", status.commit_index);
+    cvr_wr_kuint (reply, "last_applied", status.last_applied);
+    cvr_wr_str (reply, "servers");
+    cvr_wr_array (reply);
+    for (size_t i = 0; i < status.server_count; i++) {
+        cvr_raft_server_t *server = &status.servers [i];
+        char *request = cvr_log_endpoint (self->log, server->id, false);
+        char *events = cvr_log_endpoint (self->log, server->id, true);
+        cvr_wr_map (reply);
+        cvr_wr_kuint (reply, "id", server->id);
+        cvr_wr_kstr (reply, "address", server->address);
+        cvr_wr_kstr (reply, "role", roles [server->role % 3]);
+        cvr_wr_kstr (reply, "request_endpoint", request);
+        cvr_wr_kstr (reply, "events_endpoint", events);
+        cvr_wr_close (reply);
+        zstr_free (&request);
+        zstr_free (&events);
+    }
+    cvr_wr_close (reply);
+    cvr_raft_status_reset (&status);
+    return CVR_OK;
+}
+
+//  cluster_add and cluster_remove: the reply waits for the change (CHANGED).
+static cvr_err_t
+s_op_cluster_change (cvr_server_t *self, const msgpack_object *req, bool add)
+{
+    cvr_err_t rc = s_need_log (self);
+    if (rc)
+        return rc;
+    int64_t id;
+    char *address = NULL;
+    if (s_get_int (self, req, "node_id", true, 1, INT64_MAX, &id)
+    ||  (add && s_get_str (self, req, "address", true, 3, 255, &address)))
+        return CVR_BAD_REQUEST;
+    uint64_t tag = ++self->change_tag;
+    cvr_raft_t *raft = cvr_log_raft (self->log);
+    if (add ? cvr_raft_add (raft, (uint64_t) id, address, tag)
+            : cvr_raft_remove (raft, (uint64_t) id, tag)) {
+        snprintf (self->message, sizeof (self->message), "the raft engine is stopping");
+        return CVR_INTERNAL;
+    }
+    s_log (self, S_INFO, "cluster: %s node %" PRId64 "%s%s", add ? "adding" : "removing", id,
+           add ? " at " : "", add ? address : "");
+    self->defer_tag = tag;
+    return S_DEFERRED;
+}
+
+static cvr_err_t
+s_op_cluster_add (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    return s_op_cluster_change (self, req, true);
+}
+
+static cvr_err_t
+s_op_cluster_remove (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    return s_op_cluster_change (self, req, false);
 }
 
 
@@ -1110,24 +1287,27 @@ s_op_delete_group (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *repl
 }
 
 static const s_op_t s_ops [] = {
-    { "hello", s_op_hello, false },
-    { "register", s_op_register, false },
-    { "heartbeat", s_op_heartbeat, false },
-    { "deregister", s_op_deregister, false },
-    { "get_service", s_op_get_service, false },
-    { "list_services", s_op_list_services, false },
-    { "events_since", s_op_events_since, false },
-    { "stats", s_op_stats, false },
-    { "create_topic", s_op_create_topic, false },
-    { "list_topics", s_op_list_topics, false },
-    { "join_group", s_op_join_group, false },
-    { "leave_group", s_op_leave_group, false },
-    { "group_heartbeat", s_op_group_heartbeat, true },
-    { "get_group", s_op_get_group, true },
-    { "list_groups", s_op_list_groups, true },
-    { "commit_offsets", s_op_commit_offsets, false },
-    { "fetch_offsets", s_op_fetch_offsets, false },
-    { "delete_group", s_op_delete_group, false },
+    { "hello", s_op_hello, false, true },
+    { "register", s_op_register, false, false },
+    { "heartbeat", s_op_heartbeat, false, false },
+    { "deregister", s_op_deregister, false, false },
+    { "get_service", s_op_get_service, false, false },
+    { "list_services", s_op_list_services, false, false },
+    { "events_since", s_op_events_since, false, true },
+    { "stats", s_op_stats, false, true },
+    { "create_topic", s_op_create_topic, false, false },
+    { "list_topics", s_op_list_topics, false, false },
+    { "join_group", s_op_join_group, false, false },
+    { "leave_group", s_op_leave_group, false, false },
+    { "group_heartbeat", s_op_group_heartbeat, true, false },
+    { "get_group", s_op_get_group, true, false },
+    { "list_groups", s_op_list_groups, true, false },
+    { "commit_offsets", s_op_commit_offsets, false, false },
+    { "fetch_offsets", s_op_fetch_offsets, false, false },
+    { "delete_group", s_op_delete_group, false, false },
+    { "cluster_status", s_op_cluster_status, false, true },
+    { "cluster_add", s_op_cluster_add, false, false },
+    { "cluster_remove", s_op_cluster_remove, false, false },
 };
 static const size_t s_ops_count = sizeof (s_ops) / sizeof (s_ops [0]);
 
@@ -1198,6 +1378,10 @@ s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
     //  gone while its partitions still name it). The flush sends deferred
     //  join replies through the same writer, so it runs before this reply
     //  is started.
+    if (rc == CVR_OK && self->log && !self->leading && !entry->anywhere) {
+        rc = CVR_NOT_LEADER;
+        s_bad (self, "this node is not the leader; ask the one in `leader`");
+    }
     if (rc == CVR_OK && entry->settle)
         s_flush (self);
 
@@ -1214,10 +1398,15 @@ s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
             s_bad (self, "bad request");
     }
     if (rc == S_DEFERRED) {
-        //  The reply waits for the rebalance: keep what it needs.
+        //  The reply waits for the rebalance (or the cluster change): keep
+        //  what it needs.
         s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
-        pending->group_id = strdup (self->defer_group);
-        pending->member_id = strdup (self->defer_member);
+        pending->tag = self->defer_tag;
+        if (!pending->tag) {
+            pending->group_id = strdup (self->defer_group);
+            pending->member_id = strdup (self->defer_member);
+        }
+        self->defer_tag = 0;
         if (rid) {
             cvr_wr_reset (reply);
             cvr_wr_obj (reply, rid);
@@ -1226,10 +1415,11 @@ s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
             assert (pending->rid);
             memcpy (pending->rid, cvr_wr_data (reply), pending->rid_size);
         }
-        zlistx_add_end (self->pending, pending);
+        zlistx_add_end (pending->tag ? self->changes : self->pending, pending);
+        self->deferred = pending;
         cvr_wr_reset (reply);
         zlistx_purge (self->scratch);
-    self->pool_used = 0;
+        self->pool_used = 0;
         return true;
     }
     if (rc != CVR_OK) {
@@ -1247,6 +1437,11 @@ s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
         cvr_wr_kstr (reply, "message", self->message);
         if (rc == CVR_COMPACTED)
             cvr_wr_kuint (reply, "oldest", cvr_history_oldest (self->history));
+        if (rc == CVR_NOT_LEADER) {
+            char *leader = s_leader_endpoint (self);
+            cvr_wr_kstr (reply, "leader", leader);
+            zstr_free (&leader);
+        }
     }
     cvr_wr_close (reply);
     zlistx_purge (self->scratch);
@@ -1285,6 +1480,10 @@ s_pending_destroy (s_pending_t **self_p)
 static void
 s_flush (cvr_server_t *self)
 {
+    if (self->log && !self->leading) {
+        s_cut (self);               //  a follower's replies go out at once
+        return;
+    }
     cvr_groups_t *groups = cvr_state_groups (self->state);
     const char *dirty;
     while ((dirty = cvr_groups_next_dirty (groups))) {
@@ -1361,7 +1560,7 @@ s_handle_envelope (cvr_server_t *self, void *router)
     else {
         zmq_msg_t *body = &parts [count - 1];
         if (s_handle_body (self, zmq_msg_data (body), zmq_msg_size (body))) {
-            s_pending_t *pending = (s_pending_t *) zlistx_last (self->pending);
+            s_pending_t *pending = self->deferred;
             pending->identity = zframe_new (zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]));
             pending->delimiter = count == 3 ? zframe_new_empty () : NULL;
         }
@@ -1415,6 +1614,8 @@ static int
 s_on_tick (zloop_t *loop, int timer_id, void *arg)
 {
     cvr_server_t *self = (cvr_server_t *) arg;
+    if (self->log && !self->leading)
+        return 0;                   //  the leader's clock decides
     if (s_expire_leases (self, zclock_time ()) && !self->slice_pending) {
         zloop_timer (loop, 1, 1, s_on_slice, self);
         self->slice_pending = true;
@@ -1435,15 +1636,6 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     cvr_wr_kuint (body, "seq", cvr_history_seq (self->history));
     cvr_wr_kstr (body, "node_id", self->node_id);
     cvr_wr_close (body);
-    if (self->log) {
-        //  Behind the events it counts, which may still wait for the log.
-        zmsg_t *msg = zmsg_new ();
-        zmsg_addstr (msg, "sys/heartbeat");
-        zmsg_addmem (msg, cvr_wr_data (body), cvr_wr_size (body));
-        s_out (self, self->pub, &msg);
-        s_cut (self);
-        return 0;
-    }
     void *pub = zsock_resolve (self->pub);
     zmq_send (pub, "sys/heartbeat", 13, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send (pub, cvr_wr_data (body), cvr_wr_size (body), ZMQ_DONTWAIT);
@@ -1475,8 +1667,9 @@ s_set_option (cvr_server_t *self, const char *name, const char *value)
         *target = strdup (value);
         return 0;
     }
-    if (streq (name, "data-dir") || streq (name, "raft-bind")) {
-        char **target = streq (name, "data-dir") ? &self->data_dir : &self->raft_bind;
+    if (streq (name, "data-dir") || streq (name, "raft-bind") || streq (name, "peers")) {
+        char **target = streq (name, "data-dir") ? &self->data_dir
+                      : streq (name, "peers") ? &self->peers : &self->raft_bind;
         zstr_free (target);
         *target = strdup (value);
         return 0;
@@ -1586,35 +1779,22 @@ s_secure (cvr_server_t *self)
     return 0;
 }
 
-//  --data-dir: starts the log, takes over the state it holds (a snapshot
-//  and the entries after it), and logs the restart: every restored service
-//  `unknown` with a fresh lease, every session a fresh term.
-static int
-s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
+static void
+s_take_over (cvr_server_t *self)
 {
-    s_config_t *config = &self->config;
-    cvr_log_config_t log_config = {
-        .data_dir = self->data_dir, .node_id = 1, .raft_address = self->raft_bind,
-        .snapshot_threshold = (unsigned) config->snapshot_threshold,
-        .snapshot_trailing = (unsigned) config->snapshot_trailing,
-        .election_timeout_ms = (unsigned) config->election_timeout_ms,
-        .limits = *limits
-    };
     int64_t started = zclock_mono ();
-    self->log = cvr_log_new (&log_config);
-    if (!self->log)
-        return s_bad (self, "--data-dir: cannot start the log in '%s' with raft on %s "
-                      "(see the error above)", self->data_dir, self->raft_bind);
-    if (cvr_log_wait_leader (self->log, 10000 + 2 * (int) config->election_timeout_ms)) {
-        cvr_log_destroy (&self->log);
-        return s_bad (self, "--data-dir: the log in '%s' did not become writable",
-                      self->data_dir);
-    }
+    s_drain_events (self);
     cvr_state_destroy (&self->state);
     self->state = cvr_log_copy (self->log, self->history);
-    self->open = s_segment_new ();
-    self->segments = zlistx_new ();
-    zloop_reader (self->loop, cvr_log_socket (self->log), s_on_log, self);
+    cvr_leases_destroy (&self->leases);
+    self->leases = cvr_leases_new ();
+    self->leading = true;
+    //  Followers learn where to send clients.
+    char *requests = zsock_last_endpoint (self->router);
+    cvr_log_announce (self->log, requests, self->events_endpoint);
+    zstr_free (&requests);
+    //  Restored services are unknown with a fresh lease, sessions get a
+    //  fresh term: nothing expires because of the restart or failover.
     cvr_cmd_t restore = { .type = CVR_CMD_RESTORE, .now = zclock_time () };
     s_submit (self, &restore);
     size_t count;
@@ -1624,12 +1804,163 @@ s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
         cvr_leases_renew (self->leases, services [i]);
     free (services);
     size_t groups;
-    const char **ids = cvr_groups_ids (cvr_state_groups (self->state), &groups);
-    free (ids);
+    free (cvr_groups_ids (cvr_state_groups (self->state), &groups));
     s_cut (self);
-    s_log (self, S_INFO, "data dir %s: %zu services and %zu groups restored, seq %" PRIu64
-           ", in %" PRId64 " ms", self->data_dir, count, groups,
+    s_log (self, S_INFO, "leading (data dir %s): %zu services and %zu groups restored, "
+           "seq %" PRIu64 ", in %" PRId64 " ms", self->data_dir, count, groups,
            cvr_history_seq (self->history), zclock_mono () - started);
+}
+
+static void
+s_drop_pending (zlistx_t *list)
+{
+    s_pending_t *pending;
+    while (list && (pending = (s_pending_t *) zlistx_detach (list, NULL)))
+        s_pending_destroy (&pending);
+}
+
+static void
+s_step_down (cvr_server_t *self)
+{
+    self->leading = false;
+    cvr_log_discard (self->log);
+    s_segment_t *segment;
+    while ((segment = (s_segment_t *) zlistx_detach (self->segments, NULL)))
+        s_segment_destroy (&segment);
+    zlistx_purge (self->open->messages);
+    s_drop_pending (self->pending);
+    s_drop_pending (self->changes);
+    cvr_state_destroy (&self->state);
+    self->state = cvr_state_new (&self->limits);
+    cvr_leases_destroy (&self->leases);
+    self->leases = cvr_leases_new ();
+    s_log (self, S_WARN, "no longer leading: requests waiting for the log were dropped "
+           "(never acknowledged); clients are sent to the new leader");
+}
+
+//  A cluster change finished: its reply goes out.
+static void
+s_changed (cvr_server_t *self, const cvr_raft_event_t *event)
+{
+    s_pending_t *pending = NULL;
+    for (s_pending_t *p = (s_pending_t *) zlistx_first (self->changes); p;
+         p = (s_pending_t *) zlistx_next (self->changes))
+        if (p->tag == event->tag) {
+            pending = p;
+            zlistx_detach_cur (self->changes);
+            break;
+        }
+    if (!pending)
+        return;
+    cvr_err_t rc = event->status == CVR_RAFT_OK ? CVR_OK
+                 : event->status == CVR_RAFT_NOT_LEADER ? CVR_NOT_LEADER : CVR_INTERNAL;
+    cvr_wr_t *reply = self->reply;
+    cvr_wr_reset (reply);
+    cvr_wr_map (reply);
+    cvr_wr_kbool (reply, "ok", rc == CVR_OK);
+    if (pending->rid) {
+        cvr_wr_str (reply, "rid");
+        cvr_wr_raw (reply, pending->rid, pending->rid_size);
+    }
+    if (rc) {
+        char message [128];
+        snprintf (message, sizeof (message), "the cluster change failed (raft error %d)",
+                  event->error);
+        cvr_wr_kstr (reply, "error", cvr_err_name (rc));
+        cvr_wr_kstr (reply, "message", message);
+        self->errors [rc]++;
+    }
+    cvr_wr_close (reply);
+    s_log (self, rc ? S_WARN : S_INFO, "cluster change %" PRIu64 ": %s", event->tag,
+           rc ? cvr_err_name (rc) : "done");
+    s_send_reply (self, &pending->identity, &pending->delimiter);
+    s_pending_destroy (&pending);
+    s_cut (self);
+}
+
+//  --peers "ID=HOST:PORT,...": fills peers (addresses owned, free them),
+//  returns their count, or -1 with the message set.
+static int
+s_parse_peers (cvr_server_t *self, cvr_raft_peer_t *peers, size_t max)
+{
+    char *copy = strdup (self->peers), *save = NULL;
+    int count = 0;
+    for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save)) {
+        char *equals = strchr (item, '=');
+        char *end = NULL;
+        unsigned long long id = equals ? strtoull (item, &end, 10) : 0;
+        if (!equals || end != equals || id == 0 || !strchr (equals + 1, ':')
+        ||  (size_t) count == max) {
+            s_bad (self, "--peers: '%s' is not ID=HOST:PORT (at most %zu nodes)", item, max);
+            count = -1;
+            break;
+        }
+        peers [count++] = (cvr_raft_peer_t) { id, strdup (equals + 1) };
+    }
+    free (copy);
+    if (count == 0)
+        count = s_bad (self, "--peers: no node given");
+    return count;
+}
+
+//  --data-dir: starts the log. A single node waits to lead and takes over
+//  the state the log holds (a snapshot and the entries after it); a cluster
+//  node starts as a follower, and takes over when it is elected.
+static int
+s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
+{
+    s_config_t *config = &self->config;
+    cvr_raft_peer_t peers [16];
+    int count = 0;
+    const char *address = self->raft_bind;
+    bool joining = false;
+    if (self->peers) {
+        char *end = NULL;
+        self->raft_id = strtoull (self->node_id, &end, 10);
+        if (!self->raft_id || *end)
+            return s_bad (self, "--node-id must be this node's number in --peers, not '%s'",
+                          self->node_id);
+        if ((count = s_parse_peers (self, peers, 16)) < 0)
+            return -1;
+        joining = true;
+        for (int i = 0; i < count; i++)
+            if (peers [i].id == self->raft_id) {
+                address = peers [i].address;
+                joining = false;
+            }
+    }
+    cvr_log_config_t log_config = {
+        .data_dir = self->data_dir, .node_id = self->peers ? self->raft_id : 1,
+        .raft_address = address, .peers = peers, .peer_count = (size_t) count,
+        .joining = joining,
+        .snapshot_threshold = (unsigned) config->snapshot_threshold,
+        .snapshot_trailing = (unsigned) config->snapshot_trailing,
+        .election_timeout_ms = (unsigned) config->election_timeout_ms,
+        .heartbeat_ms = (unsigned) config->election_timeout_ms / 10,
+        .limits = *limits
+    };
+    self->limits = *limits;
+    self->log = cvr_log_new (&log_config);
+    for (int i = 0; i < count; i++)
+        free ((char *) peers [i].address);
+    if (!self->log)
+        return s_bad (self, "--data-dir: cannot start the log in '%s' (see the error "
+                      "above)", self->data_dir);
+    self->open = s_segment_new ();
+    self->segments = zlistx_new ();
+    zloop_reader (self->loop, cvr_log_socket (self->log), s_on_log, self);
+    zloop_reader (self->loop, cvr_log_events (self->log), s_on_events, self);
+    if (self->peers) {
+        s_log (self, S_INFO, "cluster node %" PRIu64 "%s: following until elected",
+               self->raft_id, joining ? " (joining: add it with cluster add)" : "");
+        return 0;
+    }
+    if (cvr_log_wait_leader (self->log, 10000 + 2 * (int) config->election_timeout_ms)) {
+        cvr_log_destroy (&self->log);
+        return s_bad (self, "--data-dir: the log in '%s' did not become writable",
+                      self->data_dir);
+    }
+    s_take_over (self);
     return 0;
 }
 
@@ -1671,6 +2002,11 @@ s_start (cvr_server_t *self)
     };
     self->state = cvr_state_new (&limits);
     self->history = cvr_history_new ((size_t) config->history);
+    if (self->peers && !self->data_dir) {
+        zsock_destroy (&self->router);
+        zsock_destroy (&self->pub);
+        return s_bad (self, "--peers needs --data-dir (the raft log lives there)");
+    }
     if (self->data_dir && s_open_log (self, &limits)) {
         zsock_destroy (&self->router);
         zsock_destroy (&self->pub);
@@ -1770,6 +2106,7 @@ s_server_new (zsock_t *pipe, const char *node_id)
     self->reply = cvr_wr_new ();
     self->reader = cvr_reader_new ();
     self->pending = zlistx_new ();
+    self->changes = zlistx_new ();
     self->scratch = zlistx_new ();
     zlistx_set_destructor (self->scratch, (zlistx_destructor_fn *) zstr_free);
     self->requests = (uint64_t *) zmalloc ((s_ops_count + 1) * sizeof (uint64_t));
@@ -1806,6 +2143,9 @@ s_server_destroy (cvr_server_t **self_p)
     while ((pending = (s_pending_t *) zlistx_detach (self->pending, NULL)))
         s_pending_destroy (&pending);
     zlistx_destroy (&self->pending);
+    s_drop_pending (self->changes);
+    zlistx_destroy (&self->changes);
+    free (self->peers);
     zlistx_destroy (&self->scratch);
     free (self->requests);
     free (self->node_id);
