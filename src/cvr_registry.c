@@ -13,6 +13,33 @@ struct _cvr_registry_t {
     uint64_t expired;           //  services removed by the clock
 };
 
+//  A service record with its id in the same block: a lookup compares the
+//  key there, next to the fields a heartbeat then reads and touches, so a
+//  lookup costs one cache miss rather than two.
+static cvr_service_t *
+s_record_new (const cvr_service_t *spec)
+{
+    size_t id_size = strlen (spec->service_id) + 1;
+    cvr_service_t *copy = cvr_service_dup (spec);
+    cvr_service_t *record = (cvr_service_t *) malloc (sizeof (cvr_service_t) + id_size);
+    assert (record);
+    *record = *copy;
+    record->service_id = (char *) (record + 1);
+    memcpy (record->service_id, spec->service_id, id_size);
+    free (copy->service_id);
+    free (copy);
+    return record;
+}
+
+static void
+s_record_destroy (cvr_service_t **record_p)
+{
+    if (!*record_p)
+        return;
+    (*record_p)->service_id = NULL;     //  in the block, freed with it
+    cvr_service_destroy (record_p);
+}
+
 cvr_registry_t *
 cvr_registry_new (size_t max_services)
 {
@@ -37,7 +64,7 @@ cvr_registry_destroy (cvr_registry_t **self_p)
     size_t cursor = 0;
     cvr_service_t *service;
     while ((service = (cvr_service_t *) cvr_map_next (self->services, &cursor)))
-        cvr_service_destroy (&service);
+        s_record_destroy (&service);
     cvr_map_destroy (&self->services);
     free (self);
     *self_p = NULL;
@@ -125,7 +152,7 @@ cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
     if (!old && cvr_map_size (self->services) >= self->max_services)
         return CVR_LIMIT_EXCEEDED;
 
-    cvr_service_t *service = cvr_service_dup (spec);
+    cvr_service_t *service = s_record_new (spec);
     if (service->labels_count)
         qsort (service->labels, service->labels_count, sizeof (cvr_label_t), s_cmp_label);
     service->health = CVR_HEALTH_HEALTHY;
@@ -148,7 +175,7 @@ cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
         s_publish (effects, service, "registered", now);
     //  Replaces (and frees) the old record, after its events were written.
     cvr_map_put (self->services, service->service_id, service);
-    cvr_service_destroy (&old);
+    s_record_destroy (&old);
     s_index (self, service, true);
     return CVR_OK;
 }
@@ -183,7 +210,7 @@ cvr_registry_remove (cvr_registry_t *self, const char *service_id, bool expired,
         self->expired++;
     s_index (self, service, false);
     cvr_map_remove (self->services, service_id);
-    cvr_service_destroy (&service);
+    s_record_destroy (&service);
     return CVR_OK;
 }
 
@@ -323,7 +350,7 @@ cvr_registry_restore (cvr_registry_t *self, const cvr_service_t *service)
             return CVR_BAD_REQUEST;
     if (cvr_map_get (self->services, service->service_id))
         return CVR_CONFLICT;
-    cvr_service_t *copy = cvr_service_dup (service);
+    cvr_service_t *copy = s_record_new (service);
     cvr_map_put (self->services, copy->service_id, copy);
     s_index (self, copy, true);
     return CVR_OK;
