@@ -27,24 +27,7 @@
 #include <sys/socket.h>
 #include "cvr_raft.h"
 
-//  LeakSanitizer: libraft 0.22.1 (cowsql) leaks a duplicate InstallSnapshot
-//  that arrives while it is still installing the first one: its
-//  replicationInstallSnapshot answers "already taking or installing
-//  snapshot" with *async = true, so neither it nor recvInstallSnapshot
-//  frees the message's data and configuration. Leaders send duplicates
-//  when two AppendEntries results both ask for a snapshot, which these
-//  tests provoke on purpose (a restarted node and a joiner catching up).
-//  Our code has no frame in those stacks, and libraft0 ships stripped, so
-//  the suppression can only name the module. It hides every leak whose
-//  allocation stack passes through libraft, our FSM callbacks included;
-//  everything cvr_raft allocates outside libraft's calls stays checked,
-//  and the same tests run clean without it on bookworm's 0.15.
-const char *__lsan_default_suppressions (void) __attribute__ ((used));
-const char *
-__lsan_default_suppressions (void)
-{
-    return "leak:libraft.so\n";
-}
+//  LeakSanitizer's suppression of libraft's own leak: see src/cvr_raft.c.
 
 #define WAIT_MS 10000           //  bound on any single wait
 #define MAX_NODES 4
