@@ -15,12 +15,15 @@ struct _cvr_log_t {
     cvr_history_t *numbering;       //  event numbering of the committed state
     cvr_effects_t *effects;         //  scratch for the committed side
     zhashx_t *nodes;                //  "id" -> "req\nev" announced endpoints
+    cvr_dedup_t *dedup;             //  committed replies of recent writes
     zsock_t *events_out;            //  raft thread's end: numbered events
     zsock_t *events_in;             //  owner's end
     uint64_t applied;               //  entries applied + snapshots restored
     //  The open batch, the owner's thread only.
     cvr_wr_t *batch;                //  {"c": [commands...  (left open)
     size_t pending;                 //  commands in it
+    cvr_wr_t *replies;              //  [[key, reply]...  (left open)
+    size_t pending_replies;         //  replies in it
     uint64_t next_tag;
 };
 
@@ -80,6 +83,17 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
         cvr_effects_clear (self->effects);
         cvr_codec_cmd_destroy (&cmd);
     }
+    const msgpack_object *replies = cvr_obj_get (cvr_msg_root (msg), "d");
+    for (uint32_t i = 0; replies && replies->type == MSGPACK_OBJECT_ARRAY
+                         && i < replies->via.array.size; i++) {
+        const msgpack_object *pair = &replies->via.array.ptr [i];
+        char *key = pair->type == MSGPACK_OBJECT_ARRAY && pair->via.array.size == 2
+                  ? cvr_obj_strdup (&pair->via.array.ptr [0]) : NULL;
+        if (key && pair->via.array.ptr [1].type == MSGPACK_OBJECT_BIN)
+            cvr_dedup_put (self->dedup, key, pair->via.array.ptr [1].via.bin.ptr,
+                           pair->via.array.ptr [1].via.bin.size);
+        free (key);
+    }
     self->applied++;
     pthread_mutex_unlock (&self->mutex);
     if (failed)
@@ -113,6 +127,8 @@ s_write_aux (cvr_log_t *self, cvr_wr_t *w)
     }
     zlistx_destroy (&keys);
     cvr_wr_close (w);
+    cvr_wr_str (w, "dedup");
+    cvr_dedup_write (self->dedup, w);
     cvr_wr_close (w);
 }
 
@@ -121,7 +137,8 @@ s_read_aux (cvr_log_t *self, const msgpack_object *o)
 {
     const msgpack_object *nodes = cvr_obj_get (o, "nodes");
     if (!nodes || !cvr_obj_is_str_map (nodes)
-    ||  cvr_history_read_numbering (self->numbering, cvr_obj_get (o, "numbering")))
+    ||  cvr_history_read_numbering (self->numbering, cvr_obj_get (o, "numbering"))
+    ||  cvr_dedup_read (self->dedup, cvr_obj_get (o, "dedup")))
         return -1;
     zhashx_purge (self->nodes);
     for (uint32_t i = 0; i < nodes->via.map.size; i++) {
@@ -210,6 +227,9 @@ s_open_batch (cvr_log_t *self)
     cvr_wr_str (self->batch, "c");
     cvr_wr_array (self->batch);
     self->pending = 0;
+    cvr_wr_reset (self->replies);
+    cvr_wr_array (self->replies);
+    self->pending_replies = 0;
 }
 
 cvr_log_t *
@@ -224,7 +244,9 @@ cvr_log_new (const cvr_log_config_t *config)
     self->nodes = zhashx_new ();
     zhashx_set_duplicator (self->nodes, (zhashx_duplicator_fn *) strdup);
     zhashx_set_destructor (self->nodes, (zhashx_destructor_fn *) zstr_free);
+    self->dedup = cvr_dedup_new (CVR_DEDUP_CAPACITY);
     self->batch = cvr_wr_new ();
+    self->replies = cvr_wr_new ();
     s_open_batch (self);
     //  An inproc pair with no high-water mark: the raft thread never blocks.
     static int s_pairs = 0;
@@ -268,6 +290,8 @@ cvr_log_destroy (cvr_log_t **self_p)
     zsock_destroy (&self->events_out);
     zsock_destroy (&self->events_in);
     cvr_wr_destroy (&self->batch);
+    cvr_wr_destroy (&self->replies);
+    cvr_dedup_destroy (&self->dedup);
     pthread_mutex_destroy (&self->mutex);
     free (self);
     *self_p = NULL;
@@ -340,12 +364,44 @@ cvr_log_pending (cvr_log_t *self)
     return self->pending;
 }
 
+void
+cvr_log_append_reply (cvr_log_t *self, const char *key, const void *reply, size_t size)
+{
+    cvr_dedup_t *one = cvr_dedup_new (1);
+    cvr_dedup_put (one, key, reply, size);
+    cvr_wr_t *w = cvr_wr_new ();
+    cvr_dedup_write (one, w);           //  [[key, reply]]: its one item goes in
+    const uint8_t *bytes = cvr_wr_data (w);
+    cvr_wr_raw (self->replies, bytes + 5, cvr_wr_size (w) - 5);
+    self->pending_replies++;
+    cvr_wr_destroy (&w);
+    cvr_dedup_destroy (&one);
+}
+
+void
+cvr_log_copy_dedup (cvr_log_t *self, cvr_dedup_t *dedup)
+{
+    cvr_wr_t *w = cvr_wr_new ();
+    pthread_mutex_lock (&self->mutex);
+    cvr_dedup_write (self->dedup, w);
+    pthread_mutex_unlock (&self->mutex);
+    cvr_msg_t *msg = cvr_msg_decode (cvr_wr_data (w), cvr_wr_size (w));
+    int rc = msg ? cvr_dedup_read (dedup, cvr_msg_root (msg)) : -1;
+    assert (rc == 0);
+    (void) rc;
+    cvr_msg_destroy (&msg);
+    cvr_wr_destroy (&w);
+}
+
 int64_t
 cvr_log_commit (cvr_log_t *self)
 {
-    if (!self->pending)
+    if (!self->pending && !self->pending_replies)
         return 0;
     cvr_wr_close (self->batch);         //  the array
+    cvr_wr_close (self->replies);
+    cvr_wr_str (self->batch, "d");
+    cvr_wr_raw (self->batch, cvr_wr_data (self->replies), cvr_wr_size (self->replies));
     cvr_wr_close (self->batch);         //  the map
     uint64_t tag = ++self->next_tag;
     int rc = cvr_raft_submit (self->raft, cvr_wr_data (self->batch),

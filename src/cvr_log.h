@@ -20,11 +20,12 @@
     publishes the same events with the same seq as the leader. The leader's
     own state only decides and answers.
 
-    Entries: {"c": [command, ...]} (cvr_codec), or {"n": {"id", "req",
-    "ev"}}: a node's request and event endpoints, which a new leader
+    Entries: {"c": [command, ...], "d": [[dedup key, reply], ...]}
+    (cvr_codec; "d": the replies of writes that carried a client_id, see
+    cvr_dedup.h), or {"n": {"id", "req", "ev"}}: a node's request and event endpoints, which a new leader
     announces so that followers can redirect clients to it. Snapshot: an
     8-byte big-endian length, a map {"numbering": (cvr_history numbering),
-    "nodes": {id: [req, ev]}}, then the state (cvr_codec_write_state).
+    "nodes": {id: [req, ev]}, "dedup": (cvr_dedup_write)}, then the state (cvr_codec_write_state).
 */
 #ifndef CVR_LOG_H_INCLUDED
 #define CVR_LOG_H_INCLUDED
@@ -32,6 +33,7 @@
 #include "cvr_state.h"
 #include "cvr_history.h"
 #include "cvr_raft.h"
+#include "cvr_dedup.h"
 
 typedef struct _cvr_log_t cvr_log_t;
 
@@ -73,6 +75,15 @@ cvr_state_t *
 //  open batch.
 void
     cvr_log_append (cvr_log_t *self, const cvr_cmd_t *cmd);
+
+//  Adds a write's reply to the open batch under its dedup key (see
+//  cvr_dedup.h): once committed, the committed state remembers it.
+void
+    cvr_log_append_reply (cvr_log_t *self, const char *key, const void *reply, size_t size);
+
+//  Replaces dedup's entries with the committed state's (a new leader's).
+void
+    cvr_log_copy_dedup (cvr_log_t *self, cvr_dedup_t *dedup);
 
 //  Forgets the open batch (a leader that stepped down: its state is gone).
 void

@@ -12,6 +12,7 @@
 #include "cvr_history.h"
 #include "cvr_leases.h"
 #include "cvr_log.h"
+#include "cvr_dedup.h"
 #include "cvr_assignor.h"
 
 #define CVR_NAME_MAX        200
@@ -88,6 +89,7 @@ typedef struct {
     char *group_id;             //  a join's, or NULL
     char *member_id;
     uint64_t tag;               //  a cluster change's (CHANGED), or 0
+    char *dedup_key;            //  a join with a client_id: its dedup key
 } s_pending_t;
 typedef cvr_err_t (s_handler_fn) (cvr_server_t *self, const msgpack_object *req,
                                   cvr_wr_t *reply);
@@ -97,6 +99,7 @@ typedef struct {
     s_handler_fn *handler;
     bool settle;            //  reads a group: rebalance what is pending first
     bool anywhere;          //  a cluster follower serves it too
+    bool dedup;             //  a write whose reply a retry gets again
 } s_op_t;
 
 static const s_op_t s_ops [];
@@ -141,6 +144,8 @@ struct _cvr_server_t {
     uint64_t raft_id;           //  with --peers: --node-id as a number
     cvr_state_limits_t limits;  //  of the state (a new one on step-down)
     uint64_t change_tag;        //  the last cluster change's tag
+    cvr_dedup_t *dedup;         //  with a log: replies of recent writes
+    char *dedup_key;            //  the current request's, or NULL
     char *data_dir;             //  --data-dir, or NULL: in memory only
     char *raft_bind;            //  the raft engine's address
     cvr_log_t *log;             //  the durable log, with --data-dir
@@ -1287,27 +1292,27 @@ s_op_delete_group (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *repl
 }
 
 static const s_op_t s_ops [] = {
-    { "hello", s_op_hello, false, true },
-    { "register", s_op_register, false, false },
-    { "heartbeat", s_op_heartbeat, false, false },
-    { "deregister", s_op_deregister, false, false },
-    { "get_service", s_op_get_service, false, false },
-    { "list_services", s_op_list_services, false, false },
-    { "events_since", s_op_events_since, false, true },
-    { "stats", s_op_stats, false, true },
-    { "create_topic", s_op_create_topic, false, false },
-    { "list_topics", s_op_list_topics, false, false },
-    { "join_group", s_op_join_group, false, false },
-    { "leave_group", s_op_leave_group, false, false },
-    { "group_heartbeat", s_op_group_heartbeat, true, false },
-    { "get_group", s_op_get_group, true, false },
-    { "list_groups", s_op_list_groups, true, false },
-    { "commit_offsets", s_op_commit_offsets, false, false },
-    { "fetch_offsets", s_op_fetch_offsets, false, false },
-    { "delete_group", s_op_delete_group, false, false },
-    { "cluster_status", s_op_cluster_status, false, true },
-    { "cluster_add", s_op_cluster_add, false, false },
-    { "cluster_remove", s_op_cluster_remove, false, false },
+    { "hello", s_op_hello, false, true, false },
+    { "register", s_op_register, false, false, true },
+    { "heartbeat", s_op_heartbeat, false, false, false },
+    { "deregister", s_op_deregister, false, false, true },
+    { "get_service", s_op_get_service, false, false, false },
+    { "list_services", s_op_list_services, false, false, false },
+    { "events_since", s_op_events_since, false, true, false },
+    { "stats", s_op_stats, false, true, false },
+    { "create_topic", s_op_create_topic, false, false, true },
+    { "list_topics", s_op_list_topics, false, false, false },
+    { "join_group", s_op_join_group, false, false, true },
+    { "leave_group", s_op_leave_group, false, false, true },
+    { "group_heartbeat", s_op_group_heartbeat, true, false, false },
+    { "get_group", s_op_get_group, true, false, false },
+    { "list_groups", s_op_list_groups, true, false, false },
+    { "commit_offsets", s_op_commit_offsets, false, false, true },
+    { "fetch_offsets", s_op_fetch_offsets, false, false, false },
+    { "delete_group", s_op_delete_group, false, false, true },
+    { "cluster_status", s_op_cluster_status, false, true, false },
+    { "cluster_add", s_op_cluster_add, false, false, false },
+    { "cluster_remove", s_op_cluster_remove, false, false, false },
 };
 static const size_t s_ops_count = sizeof (s_ops) / sizeof (s_ops [0]);
 
@@ -1320,6 +1325,20 @@ static void
 //  Checks a body in the order of protocol section 2 and runs its handler.
 //  Writes the whole reply into self->reply, or returns true when the reply
 //  was deferred (then the last pending entry waits for its envelope).
+//  A write that carried a client_id: its reply (in self->reply) is kept
+//  for retries, here at once and in the log with the batch.
+static void
+s_remember (cvr_server_t *self, char **key_p)
+{
+    if (*key_p) {
+        cvr_dedup_put (self->dedup, *key_p, cvr_wr_data (self->reply),
+                       cvr_wr_size (self->reply));
+        cvr_log_append_reply (self->log, *key_p, cvr_wr_data (self->reply),
+                              cvr_wr_size (self->reply));
+    }
+    zstr_free (key_p);
+}
+
 static bool
 s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
 {
@@ -1382,6 +1401,28 @@ s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
         rc = CVR_NOT_LEADER;
         s_bad (self, "this node is not the leader; ask the one in `leader`");
     }
+    //  A retried write (same client_id and rid) gets its first reply again.
+    zstr_free (&self->dedup_key);
+    if (rc == CVR_OK && self->log && entry->dedup && rid) {
+        char *client_id = NULL;
+        if (s_get_name (self, req, "client_id", false, &client_id))
+            rc = CVR_BAD_REQUEST;
+        else
+        if (client_id) {
+            self->dedup_key = cvr_dedup_key (client_id, rid);
+            size_t size;
+            const uint8_t *cached = cvr_dedup_get (self->dedup, self->dedup_key, &size);
+            if (cached) {
+                s_log (self, S_DEBUG, "request %s: a retry, answered as before", entry->op);
+                cvr_wr_reset (reply);
+                cvr_wr_raw (reply, cached, size);
+                zstr_free (&self->dedup_key);
+                zlistx_purge (self->scratch);
+                self->pool_used = 0;
+                return false;
+            }
+        }
+    }
     if (rc == CVR_OK && entry->settle)
         s_flush (self);
 
@@ -1407,6 +1448,8 @@ s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
             pending->member_id = strdup (self->defer_member);
         }
         self->defer_tag = 0;
+        pending->dedup_key = self->dedup_key;
+        self->dedup_key = NULL;
         if (rid) {
             cvr_wr_reset (reply);
             cvr_wr_obj (reply, rid);
@@ -1444,6 +1487,7 @@ s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
         }
     }
     cvr_wr_close (reply);
+    s_remember (self, &self->dedup_key);
     zlistx_purge (self->scratch);
     self->pool_used = 0;
     return false;
@@ -1470,6 +1514,7 @@ s_pending_destroy (s_pending_t **self_p)
     free (self->rid);
     free (self->group_id);
     free (self->member_id);
+    free (self->dedup_key);
     free (self);
     *self_p = NULL;
 }
@@ -1518,6 +1563,7 @@ s_flush (cvr_server_t *self)
             cvr_wr_kstr (reply, "message", self->message);
         }
         cvr_wr_close (reply);
+        s_remember (self, &pending->dedup_key);
         s_send_reply (self, &pending->identity, &pending->delimiter);
         s_pending_destroy (&pending);
     }
@@ -1786,6 +1832,7 @@ s_take_over (cvr_server_t *self)
     s_drain_events (self);
     cvr_state_destroy (&self->state);
     self->state = cvr_log_copy (self->log, self->history);
+    cvr_log_copy_dedup (self->log, self->dedup);
     cvr_leases_destroy (&self->leases);
     self->leases = cvr_leases_new ();
     self->leading = true;
@@ -1948,6 +1995,7 @@ s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
                       "above)", self->data_dir);
     self->open = s_segment_new ();
     self->segments = zlistx_new ();
+    self->dedup = cvr_dedup_new (CVR_DEDUP_CAPACITY);
     zloop_reader (self->loop, cvr_log_socket (self->log), s_on_log, self);
     zloop_reader (self->loop, cvr_log_events (self->log), s_on_events, self);
     if (self->peers) {
@@ -2123,6 +2171,8 @@ s_server_destroy (cvr_server_t **self_p)
     cvr_server_t *self = *self_p;
     zloop_destroy (&self->loop);
     cvr_log_destroy (&self->log);       //  nothing held is sent: never acknowledged
+    cvr_dedup_destroy (&self->dedup);
+    zstr_free (&self->dedup_key);
     s_segment_destroy (&self->open);
     s_segment_t *segment;
     while (self->segments && (segment = (s_segment_t *) zlistx_detach (self->segments, NULL)))
