@@ -7,6 +7,10 @@
 
     Exit codes: 0 success, 1 the server answered an error, 2 usage error,
     3 the daemon did not answer within the timeout.
+
+    -e (and $CONVEYOR_ENDPOINT) may list the nodes of a cluster,
+    comma-separated: the client follows NOT_LEADER to the leader and moves
+    past nodes that do not answer, all within the timeout (cvr_client.h).
 */
 #include <getopt.h>
 #include <inttypes.h>
@@ -357,9 +361,15 @@ s_call_failed (s_ctl_t *self)
         return s_EXIT_USAGE;
     }
     cvr_err_t code = cvr_client_error (self->client);
-    if (code == CVR_TIMEOUT) {
+    if (code == CVR_TIMEOUT && !cvr_client_clustered (self->client)) {
         fprintf (stderr, s_PROG ": no reply from %s within %d ms"
                  " (is conveyord running?)\n", self->endpoint, self->timeout_ms);
+        return s_EXIT_UNREACHABLE;
+    }
+    if (code == CVR_TIMEOUT) {
+        //  Which node was tried last, and whether a leader was known.
+        fprintf (stderr, s_PROG ": %s (is a majority of the cluster running?)\n",
+                 cvr_client_message (self->client));
         return s_EXIT_UNREACHABLE;
     }
     fprintf (stderr, s_PROG ": %s: %s\n", cvr_err_name (code),
@@ -1626,6 +1636,130 @@ s_cmd_watch (s_ctl_t *self, int argc, char **argv)
 
 
 //  --------------------------------------------------------------------------
+//  cluster
+
+//  A cluster_status reply: the node that answered, the leader, and every
+//  server of the configuration.
+static void
+s_print_cluster (s_ctl_t *self, const msgpack_object *reply)
+{
+    uint64_t node = 0, leader = 0;
+    cvr_obj_uint (cvr_obj_get (reply, "node_id"), &node);
+    cvr_obj_uint (cvr_obj_get (reply, "leader_id"), &leader);
+    s_table_t *table = s_table_new (2);
+    char *state = s_field_text (reply, "state");
+    s_kv_addf (table, "node", "%" PRIu64 " (%s)", node, state);
+    free (state);
+    char *endpoint = s_field_text (reply, "leader");
+    if (leader)
+        s_kv_addf (table, "leader", "%" PRIu64 " at %s", leader, endpoint);
+    else
+        s_kv_add (table, "leader", "none (electing)");
+    free (endpoint);
+    char *term = s_field_text (reply, "term");
+    s_kv_add (table, "term", term);
+    free (term);
+    char *commit = s_field_text (reply, "commit_index");
+    char *applied = s_field_text (reply, "last_applied");
+    s_kv_addf (table, "commit", "%s (applied %s)", commit, applied);
+    free (commit);
+    free (applied);
+    s_table_print (table, stdout, "");
+    s_table_destroy (&table);
+
+    const msgpack_object *servers = cvr_obj_get (reply, "servers");
+    table = s_table_new (6);
+    s_table_add (table, "ID", "ADDRESS", "ROLE", "STATE", "REQUESTS", "EVENTS");
+    size_t count = servers && servers->type == MSGPACK_OBJECT_ARRAY
+                 ? servers->via.array.size : 0;
+    for (size_t i = 0; i < count; i++) {
+        const msgpack_object *server = &servers->via.array.ptr [i];
+        uint64_t id = 0;
+        cvr_obj_uint (cvr_obj_get (server, "id"), &id);
+        char *text_id = s_field_text (server, "id");
+        char *address = s_field_text (server, "address");
+        char *role = s_field_text (server, "role");
+        char *requests = s_field_text (server, "request_endpoint");
+        char *events = s_field_text (server, "events_endpoint");
+        const char *what = id == leader && id == node ? "leader, this node"
+                         : id == leader ? "leader"
+                         : id == node ? "this node" : "-";
+        //  A server that never led has announced no endpoints yet.
+        s_table_add (table, text_id, address, role, what,
+                     streq (requests, "null") ? "-" : requests,
+                     streq (events, "null") ? "-" : events);
+        free (text_id);
+        free (address);
+        free (role);
+        free (requests);
+        free (events);
+    }
+    printf ("\n");
+    s_table_print (table, stdout, "");
+    s_table_destroy (&table);
+}
+
+static void
+s_print_cluster_changed (s_ctl_t *self, const msgpack_object *reply)
+{
+    printf ("%s\n", self->subject);
+}
+
+static int
+s_cmd_cluster (s_ctl_t *self, int argc, char **argv)
+{
+    int rc = s_parse_plain (self, argc, argv, 1, 3);
+    if (rc >= 0)
+        return rc;
+    const char *action = argv [optind];
+    int operands = argc - optind - 1;
+    int wanted = streq (action, "status") ? 0 : streq (action, "add") ? 2
+               : streq (action, "remove") ? 1 : -1;
+    if (wanted < 0)
+        return s_usage_error (self, "unknown action '%s' (usage: %s %s)",
+                              action, self->command->name, self->command->usage);
+    if (operands < wanted)
+        return s_usage_error (self, "missing argument (usage: %s %s)",
+                              self->command->name, self->command->usage);
+    if (operands > wanted)
+        return s_usage_error (self, "unexpected argument '%s'",
+                              argv [optind + 1 + wanted]);
+    if (wanted == 0)
+        return s_request (self, s_request_new ("cluster_status"), s_print_cluster);
+
+    int64_t id;
+    if (s_parse_int (argv [optind + 1], 1, INT64_MAX, &id))
+        return s_usage_error (self, "ID wants a node number (1 or more), not '%s'",
+                              argv [optind + 1]);
+    const char *address = wanted == 2 ? argv [optind + 2] : NULL;
+    if (address) {
+        const char *colon = strrchr (address, ':');
+        int64_t port;
+        if (!colon || colon == address || s_parse_int (colon + 1, 1, 65535, &port))
+            return s_usage_error (self, "HOST:PORT wants the node's raft address "
+                                  "(as in --peers), not '%s'", address);
+    }
+    cvr_wr_t *w = s_request_new (address ? "cluster_add" : "cluster_remove");
+    cvr_wr_kint (w, "node_id", id);
+    if (address)
+        cvr_wr_kstr (w, "address", address);
+    char *done = address
+        ? zsys_sprintf ("node %" PRId64 " at %s is a voter", id, address)
+        : zsys_sprintf ("node %" PRId64 " is out of the cluster", id);
+    self->subject = done;
+    //  The reply waits for the membership change (a new node catches up
+    //  first): the leader is given the whole timeout, not sent the change
+    //  again.
+    if (s_client (self))
+        cvr_client_set_patient (self->client, true);
+    rc = s_request (self, w, s_print_cluster_changed);
+    self->subject = NULL;
+    zstr_free (&done);
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
 //  The command table and main
 
 //  Writes a CurveZMQ certificate pair: NAME.cert (public, for the
@@ -1700,6 +1834,9 @@ static const s_command_t s_commands [] = {
     { "watch", s_cmd_watch, "[PREFIX]",
       "print events under PREFIX (e.g. service/orders/, group/g1/, topic/) until interrupted" },
     { "stats", s_cmd_stats, "", "server counters; requests and errors by name" },
+    { "cluster", s_cmd_cluster, "status | add ID HOST:PORT | remove ID",
+      "the nodes, leader, term and commit index (any node answers); add a node"
+      " by its raft address (as in --peers) or remove one, once the change is done" },
     { "keygen", s_cmd_keygen, "NAME [--dir DIR]",
       "write a CurveZMQ certificate pair: NAME.cert (public) and NAME.cert_secret" },
 };
@@ -1709,14 +1846,17 @@ static void
 s_print_usage (FILE *file)
 {
     fprintf (file,
-        "usage: " s_PROG " [-e|--endpoint EP] [-t|--timeout MS] [--json] COMMAND [ARGS]\n"
+        "usage: " s_PROG " [-e|--endpoint EP[,EP...]] [-t|--timeout MS] [--json] COMMAND [ARGS]\n"
         "\n"
         "Talks to conveyord's request endpoint.\n"
         "\n"
         "Global options (before COMMAND):\n"
         "  -e, --endpoint EP   request endpoint (default $CONVEYOR_ENDPOINT, else "
-        s_DEFAULT_EP ")\n"
-        "  -t, --timeout MS    wait at most MS per request (default %d)\n"
+        s_DEFAULT_EP ");\n"
+        "                      a cluster's nodes comma-separated: requests follow\n"
+        "                      the leader and move past nodes that do not answer\n"
+        "  -t, --timeout MS    wait at most MS per request, failover included\n"
+        "                      (default %d)\n"
         "      --json          print the server's reply as JSON (watch: one object per line)\n"
         "      --server-key K  CurveZMQ: the server's public key, or its NAME.cert file\n"
         "                      (default $CONVEYOR_SERVER_KEY)\n"

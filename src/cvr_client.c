@@ -3,27 +3,64 @@
     Every operation builds its request map, hands it to cvr_client_call
     (the one path that sends, matches the reply by rid and turns a failure
     into a code and a message), then reads its results from the reply.
+
+    The client knows one or more request endpoints (the nodes of a
+    cluster) and talks to one of them, the current one, until it has a
+    reason to move: a NOT_LEADER reply sends the call to the leader it
+    names (kept in the list if it was not there), or to the next node
+    after a short pause while the cluster elects; a slice of the call's
+    time without a reply sends it to the next node. Each move takes a
+    fresh DEALER, so a late reply from the node left behind is never read
+    as the answer to a later request; on one node, rids tell late replies
+    apart. With a single endpoint and no redirect a call is one send and
+    one wait for the whole timeout, as it always was.
+
+    A request keeps its rid through every resend, and carries the client's
+    client_id (made at construction): a server with a log answers a write
+    it already applied with the reply it gave then (protocol appendix,
+    "Retried writes").
 */
 #include <czmq.h>
 #include "conveyor/cvr_client.h"
 #include "cvr_client_internal.h"
 
 #define CVR_CLIENT_TIMEOUT_DEFAULT 5000
+#define S_SLICE_MAX         1000    //  first slice of a call, at most (ms);
+                                    //  each slice after one without a
+                                    //  reply is twice as long
+#define S_BACKOFF_MIN       20      //  pauses while the cluster elects (ms)
+#define S_BACKOFF_MAX       250
+#define S_ENDPOINTS_MAX     64      //  given and learnt together
 
 struct _cvr_client_t {
-    zsock_t *dealer;            //  the request socket; pipelining is not used
-    char *endpoint;             //  request endpoint as given, for messages
+    zsock_t *dealer;            //  to the current node; pipelining is not
+                                //  used. NULL after a move, until the next
+                                //  call connects it
+    char **endpoints;           //  every request endpoint known: those
+                                //  given, then leaders learnt; owned
+    size_t count;
+    size_t current;             //  the one talked to
+    char *endpoint;             //  endpoints [current], borrowed
+    char *list;                 //  cvr_client_endpoints' text, owned
+    char *client_id;            //  sent with every request, owned
     int timeout_ms;             //  bound of each call
     uint64_t rid;               //  rid of the latest request: replies with
                                 //  another one are late answers to calls
                                 //  that already timed out
     cvr_wr_t *writer;           //  the request being built, reused by calls
+    cvr_wr_t *scratch;          //  requests the call path makes itself
     cvr_err_t error;            //  outcome of the last call
     char *message;              //  its message; "" after a success
     uint64_t oldest;            //  `oldest` of the last COMPACTED reply
-    char *events_endpoint;      //  from hello, wildcard resolved; NULL until
-                                //  first asked for
+    char *events_endpoint;      //  the current node's, from hello, wildcard
+                                //  resolved; NULL until first asked for
     cvr_security_t *security;   //  CURVE credentials, owned; NULL: plain
+    bool retried;               //  the last call's request went out again
+                                //  after a send that got no reply
+    bool clustered;             //  a NOT_LEADER reply, or a hello naming a
+                                //  leader, came back
+    bool patient;               //  a node that took the request has the
+                                //  rest of the call's time to answer
 };
 
 //  --------------------------------------------------------------------------
@@ -62,6 +99,161 @@ s_bad_reply (cvr_client_t *self, const char *op, const char *what)
 }
 
 //  --------------------------------------------------------------------------
+//  Endpoints
+
+//  Splits "scheme://host:port" into the host's offset and length; -1 when
+//  the endpoint has no such shape (ipc://, inproc://).
+static int
+s_endpoint_host (const char *endpoint, size_t *start, size_t *length)
+{
+    const char *host = strstr (endpoint, "://");
+    if (!host)
+        return -1;
+    host += 3;
+    const char *colon = strrchr (host, ':');
+    if (!colon || colon == host)
+        return -1;
+    *start = (size_t) (host - endpoint);
+    *length = (size_t) (colon - host);
+    return 0;
+}
+
+//  True when the endpoint's host is one a server binds to listen on every
+//  interface: it names no host a client could reach.
+static bool
+s_wildcard (const char *endpoint)
+{
+    size_t start, length;
+    if (s_endpoint_host (endpoint, &start, &length))
+        return false;
+    const char *host = endpoint + start;
+    return (length == 1 && *host == '*')
+        || (length == 7 && memcmp (host, "0.0.0.0", 7) == 0)
+        || (length == 4 && memcmp (host, "[::]", 4) == 0);
+}
+
+//  endpoint with its host replaced by host (length bytes). Caller owns.
+static char *
+s_with_host (const char *endpoint, const char *host, size_t length)
+{
+    size_t start, old;
+    if (s_endpoint_host (endpoint, &start, &old))
+        return strdup (endpoint);
+    return zsys_sprintf ("%.*s%.*s%s", (int) start, endpoint, (int) length, host,
+                         endpoint + start + old);
+}
+
+//  The event endpoint a client can connect to: a server that publishes on
+//  every interface reports the wildcard it bound, which only the host we
+//  already reach it by can replace. Caller owns the result.
+static char *
+s_resolve_events (const char *events, const char *request)
+{
+    size_t rstart, rlength;
+    if (!s_wildcard (events) || s_endpoint_host (request, &rstart, &rlength))
+        return strdup (events);
+    return s_with_host (events, request + rstart, rlength);
+}
+
+//  True when a DEALER accepts the endpoint (its shape, and for tcp a host
+//  that resolves).
+static bool
+s_connectable (const char *endpoint, const cvr_security_t *security)
+{
+    zsock_t *probe = zsock_new (ZMQ_DEALER);
+    if (!probe)
+        return false;
+    zsock_set_linger (probe, 0);
+    zsock_set_immediate (probe, 1);
+    cvr_security_apply (security, probe);
+    bool valid = zsock_connect (probe, "%s", endpoint) == 0;
+    zsock_destroy (&probe);
+    return valid;
+}
+
+//  The index of endpoint in the list, added if it is new. -1 when it is
+//  malformed or the list is full.
+static int
+s_add_endpoint (cvr_client_t *self, const char *endpoint)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (streq (self->endpoints [i], endpoint))
+            return (int) i;
+    if (self->count == S_ENDPOINTS_MAX || !*endpoint
+    ||  !s_connectable (endpoint, self->security))
+        return -1;
+    self->endpoints = (char **) realloc (self->endpoints,
+                                         (self->count + 1) * sizeof (char *));
+    assert (self->endpoints);
+    self->endpoints [self->count] = strdup (endpoint);
+    //  realloc may have moved the array, not the strings.
+    self->endpoint = self->endpoints [self->current];
+    return (int) self->count++;
+}
+
+//  "a,b,c" into the list (blanks around items ignored, repeats kept
+//  once); -1 when an item is malformed or there is none.
+static int
+s_parse_endpoints (cvr_client_t *self, const char *text)
+{
+    char *copy = strdup (text), *save = NULL;
+    int rc = 0;
+    for (char *item = strtok_r (copy, ",", &save); item && rc == 0;
+         item = strtok_r (NULL, ",", &save)) {
+        while (isspace ((unsigned char) *item))
+            item++;
+        size_t length = strlen (item);
+        while (length && isspace ((unsigned char) item [length - 1]))
+            item [--length] = 0;
+        if (length == 0 || s_add_endpoint (self, item) < 0)
+            rc = -1;
+    }
+    free (copy);
+    return self->count ? rc : -1;
+}
+
+//  A fresh DEALER to the current node.
+static int
+s_connect (cvr_client_t *self)
+{
+    zsock_destroy (&self->dealer);
+    self->dealer = zsock_new (ZMQ_DEALER);
+    if (!self->dealer)
+        return -1;
+    //  Options go before connect: they apply to the connection it makes.
+    //  Unanswered requests are worthless once the client is gone, and
+    //  destroy (or process exit) must not wait for a dead server.
+    zsock_set_linger (self->dealer, 0);
+    //  Queue nothing while disconnected: a request that timed out must
+    //  not reach a server that comes back later and act then.
+    zsock_set_immediate (self->dealer, 1);
+    cvr_security_apply (self->security, self->dealer);
+    if (zsock_connect (self->dealer, "%s", self->endpoint)) {
+        zsock_destroy (&self->dealer);
+        return -1;
+    }
+    return 0;
+}
+
+//  Makes another node the current one; the next call connects to it.
+static void
+s_move (cvr_client_t *self, size_t index)
+{
+    if (index == self->current)
+        return;
+    self->current = index;
+    self->endpoint = self->endpoints [index];
+    zsock_destroy (&self->dealer);
+    zstr_free (&self->events_endpoint);
+}
+
+static void
+s_move_next (cvr_client_t *self)
+{
+    s_move (self, (self->current + 1) % self->count);
+}
+
+//  --------------------------------------------------------------------------
 //  Construction
 
 cvr_client_t *
@@ -71,25 +263,15 @@ cvr_client_new_secure (const char *endpoint, int timeout_ms,
     if (!endpoint || !*endpoint)
         return NULL;
     cvr_client_t *self = (cvr_client_t *) zmalloc (sizeof (cvr_client_t));
-    self->endpoint = strdup (endpoint);
     self->timeout_ms = timeout_ms > 0 ? timeout_ms : CVR_CLIENT_TIMEOUT_DEFAULT;
     self->writer = cvr_wr_new ();
+    self->scratch = cvr_wr_new ();
     self->message = strdup ("");
     self->security = cvr_security_dup (security);
-    //  Options go before connect: they apply to the connection it makes.
-    self->dealer = zsock_new (ZMQ_DEALER);
-    if (self->dealer) {
-        //  Unanswered requests are worthless once the client is gone, and
-        //  destroy (or process exit) must not wait for a dead server.
-        zsock_set_linger (self->dealer, 0);
-        //  Queue nothing while disconnected: a request that timed out must
-        //  not reach a server that comes back later and act then.
-        zsock_set_immediate (self->dealer, 1);
-        cvr_security_apply (self->security, self->dealer);
-        if (zsock_connect (self->dealer, "%s", endpoint))
-            zsock_destroy (&self->dealer);
-    }
-    if (!self->dealer)
+    zuuid_t *uuid = zuuid_new ();
+    self->client_id = zsys_sprintf ("cvr-%s", zuuid_str_canonical (uuid));
+    zuuid_destroy (&uuid);
+    if (s_parse_endpoints (self, endpoint) || s_connect (self))
         cvr_client_destroy (&self);
     return self;
 }
@@ -114,7 +296,12 @@ cvr_client_destroy (cvr_client_t **self_p)
     cvr_client_t *self = *self_p;
     zsock_destroy (&self->dealer);
     cvr_wr_destroy (&self->writer);
-    free (self->endpoint);
+    cvr_wr_destroy (&self->scratch);
+    for (size_t i = 0; i < self->count; i++)
+        free (self->endpoints [i]);
+    free (self->endpoints);
+    free (self->list);
+    free (self->client_id);
     free (self->message);
     free (self->events_endpoint);
     cvr_security_destroy (&self->security);
@@ -150,6 +337,45 @@ cvr_client_endpoint (cvr_client_t *self)
     return self->endpoint;
 }
 
+const char *
+cvr_client_endpoints (cvr_client_t *self)
+{
+    assert (self);
+    size_t size = 1;
+    for (size_t i = 0; i < self->count; i++)
+        size += strlen (self->endpoints [i]) + 1;
+    free (self->list);
+    self->list = (char *) zmalloc (size);
+    strcat (self->list, self->endpoint);
+    for (size_t i = 0; i < self->count; i++)
+        if (i != self->current) {
+            strcat (self->list, ",");
+            strcat (self->list, self->endpoints [i]);
+        }
+    return self->list;
+}
+
+bool
+cvr_client_retried (cvr_client_t *self)
+{
+    assert (self);
+    return self->retried;
+}
+
+void
+cvr_client_set_patient (cvr_client_t *self, bool patient)
+{
+    assert (self);
+    self->patient = patient;
+}
+
+bool
+cvr_client_clustered (cvr_client_t *self)
+{
+    assert (self);
+    return self->clustered || self->count > 1;
+}
+
 //  --------------------------------------------------------------------------
 //  The request path
 
@@ -174,28 +400,74 @@ s_wait (cvr_client_t *self, short events, int64_t deadline)
     }
 }
 
-//  Sends the body; with ZMQ_IMMEDIATE a send waits for the connection, so
-//  it is bounded by the same deadline as the reply.
-static int
-s_send (cvr_client_t *self, const void *data, size_t size, int64_t deadline)
+//  How one send and wait on the current node ended.
+typedef enum {
+    S_ANSWERED,         //  the reply to our rid is in *reply_p
+    S_UNSENT,           //  not connected in time: the node never saw it
+    S_UNANSWERED,       //  sent, no reply in time: the node may have acted
+    S_FAILED            //  the error is set (interrupted, undecodable)
+} s_exchange_t;
+
+//  Sends the body in w (ending in rid) to the current node and waits for
+//  its reply. With ZMQ_IMMEDIATE a send waits for the connection: until
+//  send_until at most; the reply is awaited until `until`.
+static s_exchange_t
+s_exchange (cvr_client_t *self, cvr_wr_t *w, uint64_t rid, int64_t send_until,
+            int64_t until, cvr_msg_t **reply_p)
 {
+    *reply_p = NULL;
     void *handle = zsock_resolve (self->dealer);
-    while (zmq_send (handle, data, size, ZMQ_DONTWAIT) == -1) {
+    while (zmq_send (handle, cvr_wr_data (w), cvr_wr_size (w), ZMQ_DONTWAIT) == -1) {
         if (errno != EAGAIN && errno != EINTR) {
             s_set_error (self, CVR_TIMEOUT, "cannot send to %s: %s",
                          self->endpoint, zmq_strerror (errno));
-            return -1;
+            return S_FAILED;
         }
-        int rc = s_wait (self, ZMQ_POLLOUT, deadline);
-        if (rc <= 0) {
-            s_set_error (self, CVR_TIMEOUT, rc == 0
-                         ? "no reply from %s within %d ms (not connected)"
-                         : "interrupted while sending to %s (timeout %d ms)",
+        int rc = s_wait (self, ZMQ_POLLOUT, send_until);
+        if (rc < 0) {
+            s_set_error (self, CVR_TIMEOUT, "interrupted while sending to %s (timeout %d ms)",
                          self->endpoint, self->timeout_ms);
-            return -1;
+            return S_FAILED;
         }
+        if (rc == 0)
+            return S_UNSENT;
     }
-    return 0;
+    while (true) {
+        int rc = s_wait (self, ZMQ_POLLIN, until);
+        if (rc < 0) {
+            s_set_error (self, CVR_TIMEOUT, "interrupted waiting for %s (timeout %d ms)",
+                         self->endpoint, self->timeout_ms);
+            return S_FAILED;
+        }
+        if (rc == 0)
+            return S_UNANSWERED;
+        zmsg_t *msg = zmsg_recv (self->dealer);
+        if (!msg)
+            continue;
+        if (zmsg_size (msg) != 1) {
+            zmsg_destroy (&msg);        //  not a reply's shape: ignore it
+            continue;
+        }
+        zframe_t *frame = zmsg_first (msg);
+        cvr_msg_t *reply = cvr_msg_decode (zframe_data (frame), zframe_size (frame));
+        zmsg_destroy (&msg);
+        if (!reply || !cvr_obj_is_str_map (cvr_msg_root (reply))) {
+            cvr_msg_destroy (&reply);
+            s_set_error (self, CVR_PROTOCOL, "undecodable reply from %s",
+                         self->endpoint);
+            return S_FAILED;
+        }
+        //  A reply without rid answers a request the server could not
+        //  decode (LIMIT_EXCEEDED); with one call in flight it is ours.
+        const msgpack_object *echo = cvr_obj_get (cvr_msg_root (reply), "rid");
+        uint64_t got;
+        if (echo && (cvr_obj_uint (echo, &got) || got != rid)) {
+            cvr_msg_destroy (&reply);   //  late reply to an earlier call
+            continue;
+        }
+        *reply_p = reply;
+        return S_ANSWERED;
+    }
 }
 
 //  Turns the reply to our request into the call's outcome: the message
@@ -232,57 +504,188 @@ s_outcome (cvr_client_t *self, cvr_msg_t *reply)
     return NULL;
 }
 
+//  True for a NOT_LEADER refusal: the node did not act.
+static bool
+s_not_leader (const msgpack_object *root)
+{
+    const msgpack_object *ok = cvr_obj_get (root, "ok");
+    return ok && ok->type == MSGPACK_OBJECT_BOOLEAN && !ok->via.boolean
+        && cvr_obj_streq (cvr_obj_get (root, "error"), "NOT_LEADER");
+}
+
+//  A leader endpoint with a wildcard host (the leader bound tcp://*:N)
+//  names no host: the current node's cluster_status tells the leader's
+//  raft address, whose host reaches it. Falls back on the current node's
+//  host. Caller owns the result.
+static char *
+s_resolve_leader (cvr_client_t *self, const char *leader, int64_t deadline)
+{
+    if (!s_wildcard (leader))
+        return strdup (leader);
+    char *resolved = NULL;
+    cvr_wr_t *w = self->scratch;
+    cvr_wr_reset (w);
+    cvr_wr_map (w);
+    cvr_wr_kstr (w, "op", "cluster_status");
+    uint64_t rid = ++self->rid;
+    cvr_wr_kuint (w, "rid", rid);
+    cvr_wr_close (w);
+    int64_t until = zclock_mono () + S_SLICE_MAX;
+    if (until > deadline)
+        until = deadline;
+    cvr_msg_t *reply = NULL;
+    if (s_exchange (self, w, rid, until, until, &reply) == S_ANSWERED) {
+        const msgpack_object *root = cvr_msg_root (reply);
+        const msgpack_object *servers = cvr_obj_get (root, "servers");
+        uint64_t leader_id = 0, id;
+        cvr_obj_uint (cvr_obj_get (root, "leader_id"), &leader_id);
+        for (uint32_t i = 0; leader_id && servers && servers->type == MSGPACK_OBJECT_ARRAY
+                             && i < servers->via.array.size && !resolved; i++) {
+            const msgpack_object *server = &servers->via.array.ptr [i];
+            char *address = cvr_obj_get_strdup (server, "address");
+            const char *colon = address ? strrchr (address, ':') : NULL;
+            if (colon && colon > address
+            &&  cvr_obj_uint (cvr_obj_get (server, "id"), &id) == 0 && id == leader_id)
+                resolved = s_with_host (leader, address, (size_t) (colon - address));
+            free (address);
+        }
+    }
+    cvr_msg_destroy (&reply);
+    if (!resolved) {
+        size_t start, length;
+        resolved = s_endpoint_host (self->endpoint, &start, &length) == 0
+                 ? s_with_host (leader, self->endpoint + start, length)
+                 : strdup (leader);
+    }
+    return resolved;
+}
+
+//  Sleeps ms, at most until deadline.
+static void
+s_pause (int64_t ms, int64_t deadline)
+{
+    int64_t remaining = deadline - zclock_mono ();
+    if (remaining > 0)
+        zclock_sleep ((int) (ms < remaining ? ms : remaining));
+}
+
+//  The call's time ran out without a reply, or without a leader.
+static void
+s_timed_out (cvr_client_t *self, s_exchange_t last, bool electing)
+{
+    if (self->count == 1 && !electing)
+        s_set_error (self, CVR_TIMEOUT, last == S_UNSENT
+                     ? "no reply from %s within %d ms (not connected)"
+                     : "no reply from %s within %d ms",
+                     self->endpoint, self->timeout_ms);
+    else
+    if (electing)
+        s_set_error (self, CVR_TIMEOUT, "no reply from a leader within %d ms "
+                     "(%s: not the leader, no leader known; nodes: %s)",
+                     self->timeout_ms, self->endpoint, cvr_client_endpoints (self));
+    else
+        s_set_error (self, CVR_TIMEOUT, "no reply from %s within %d ms%s (nodes: %s)",
+                     self->endpoint, self->timeout_ms,
+                     last == S_UNSENT ? " (not connected)" : "",
+                     cvr_client_endpoints (self));
+}
+
 cvr_msg_t *
 cvr_client_call (cvr_client_t *self, cvr_wr_t *w)
 {
     assert (self);
     assert (w);
     s_set_ok (self);
+    self->retried = false;
     if (cvr_wr_depth (w) != 1) {
         s_set_error (self, CVR_BAD_REQUEST, "request is not one open map");
         return NULL;
     }
+    //  Servers ignore client_id where they do not deduplicate (reads,
+    //  servers without a log).
+    cvr_wr_kstr (w, "client_id", self->client_id);
     uint64_t rid = ++self->rid;
     cvr_wr_kuint (w, "rid", rid);
     cvr_wr_close (w);
 
     int64_t deadline = zclock_mono () + self->timeout_ms;
-    if (s_send (self, cvr_wr_data (w), cvr_wr_size (w), deadline))
-        return NULL;
+    int64_t first = self->timeout_ms < S_SLICE_MAX ? self->timeout_ms : S_SLICE_MAX;
+    int64_t backoff = S_BACKOFF_MIN;
+    int silent = 0;             //  slices that ended without a reply
+    size_t redirects = 0;       //  redirects in a row
+    bool unanswered = false;    //  a send got no reply: it may have acted
     while (true) {
-        int rc = s_wait (self, ZMQ_POLLIN, deadline);
-        if (rc <= 0) {
-            s_set_error (self, CVR_TIMEOUT, rc == 0
-                         ? "no reply from %s within %d ms"
-                         : "interrupted waiting for %s (timeout %d ms)",
-                         self->endpoint, self->timeout_ms);
+        if (!self->dealer && s_connect (self)) {
+            s_set_error (self, CVR_TIMEOUT, "cannot connect to %s", self->endpoint);
             return NULL;
         }
-        zmsg_t *msg = zmsg_recv (self->dealer);
-        if (!msg)
-            continue;
-        if (zmsg_size (msg) != 1) {
-            zmsg_destroy (&msg);        //  not a reply's shape: ignore it
+        //  With several nodes, a slice of the time each: a dead one (not
+        //  connected within half a slice, or silent for a whole one)
+        //  makes way for the next.
+        int64_t now = zclock_mono ();
+        int64_t send_until = deadline, until = deadline;
+        if (self->count > 1) {
+            int64_t slice = first << (silent < 3 ? silent : 3);
+            if (now + slice < deadline && !self->patient)
+                until = now + slice;
+            if (now + slice / 2 < until)
+                send_until = now + slice / 2;
+        }
+        cvr_msg_t *reply = NULL;
+        s_exchange_t got = s_exchange (self, w, rid, send_until, until, &reply);
+        if (got == S_FAILED)
+            return NULL;
+        if (got != S_UNSENT && unanswered)
+            self->retried = true;
+        if (got != S_ANSWERED) {
+            if (got == S_UNANSWERED)
+                unanswered = true;
+            //  (A patient call's slice is the rest of the time, but a node
+            //  it cannot reach still makes way after half a slice.)
+            if (self->count == 1 || zclock_mono () >= deadline) {
+                s_timed_out (self, got, false);
+                //  The next call starts with another node.
+                if (self->count > 1)
+                    s_move_next (self);
+                return NULL;
+            }
+            silent++;
+            s_move_next (self);
             continue;
         }
-        zframe_t *frame = zmsg_first (msg);
-        cvr_msg_t *reply = cvr_msg_decode (zframe_data (frame), zframe_size (frame));
-        zmsg_destroy (&msg);
-        if (!reply || !cvr_obj_is_str_map (cvr_msg_root (reply))) {
-            cvr_msg_destroy (&reply);
-            s_set_error (self, CVR_PROTOCOL, "undecodable reply from %s",
-                         self->endpoint);
+        if (!s_not_leader (cvr_msg_root (reply)))
+            return s_outcome (self, reply);
+        //  Not the leader, so it did not act: the request goes elsewhere.
+        self->clustered = true;
+        char *named = cvr_obj_get_strdup (cvr_msg_root (reply), "leader");
+        cvr_msg_destroy (&reply);
+        char *leader = named ? s_resolve_leader (self, named, deadline) : NULL;
+        int target = leader ? s_add_endpoint (self, leader) : -1;
+        free (named);
+        free (leader);
+        if (target >= 0 && (size_t) target != self->current) {
+            //  Nodes that name each other (a stale view during an
+            //  election) are given time to agree.
+            if (++redirects > self->count + 1) {
+                redirects = 0;
+                s_pause (backoff, deadline);
+                backoff = backoff * 2 < S_BACKOFF_MAX ? backoff * 2 : S_BACKOFF_MAX;
+            }
+            s_move (self, (size_t) target);
+        }
+        else {
+            //  No leader known (electing), or the node names itself (about
+            //  to take over): ask again after a pause, the next node when
+            //  none is known.
+            s_pause (backoff, deadline);
+            backoff = backoff * 2 < S_BACKOFF_MAX ? backoff * 2 : S_BACKOFF_MAX;
+            if (target < 0)
+                s_move_next (self);
+        }
+        if (zclock_mono () >= deadline) {
+            s_timed_out (self, S_ANSWERED, true);
             return NULL;
         }
-        //  A reply without rid answers a request the server could not
-        //  decode (LIMIT_EXCEEDED); with one call in flight it is ours.
-        const msgpack_object *echo = cvr_obj_get (cvr_msg_root (reply), "rid");
-        uint64_t got;
-        if (echo && (cvr_obj_uint (echo, &got) || got != rid)) {
-            cvr_msg_destroy (&reply);   //  late reply to an earlier call
-            continue;
-        }
-        return s_outcome (self, reply);
     }
 }
 
@@ -329,43 +732,6 @@ cvr_hello_clear (cvr_hello_t *self)
     memset (self, 0, sizeof (cvr_hello_t));
 }
 
-//  Splits "scheme://host:port" into the host's offset and length; -1 when
-//  the endpoint has no such shape (ipc://, inproc://).
-static int
-s_endpoint_host (const char *endpoint, size_t *start, size_t *length)
-{
-    const char *host = strstr (endpoint, "://");
-    if (!host)
-        return -1;
-    host += 3;
-    const char *colon = strrchr (host, ':');
-    if (!colon || colon == host)
-        return -1;
-    *start = (size_t) (host - endpoint);
-    *length = (size_t) (colon - host);
-    return 0;
-}
-
-//  The event endpoint a client can connect to: a server that publishes on
-//  every interface reports the wildcard it bound, which only the host we
-//  already reach it by can replace. Caller owns the result.
-static char *
-s_resolve_events (const char *events, const char *request)
-{
-    size_t start, length, rstart, rlength;
-    if (s_endpoint_host (events, &start, &length)
-    ||  s_endpoint_host (request, &rstart, &rlength))
-        return strdup (events);
-    const char *host = events + start;
-    bool wildcard = (length == 1 && *host == '*')
-                 || (length == 7 && memcmp (host, "0.0.0.0", 7) == 0)
-                 || (length == 4 && memcmp (host, "[::]", 4) == 0);
-    if (!wildcard)
-        return strdup (events);
-    return zsys_sprintf ("%.*s%.*s%s", (int) start, events,
-                         (int) rlength, request + rstart, host + length);
-}
-
 cvr_err_t
 cvr_client_hello (cvr_client_t *self, cvr_hello_t *hello)
 {
@@ -383,6 +749,8 @@ cvr_client_hello (cvr_client_t *self, cvr_hello_t *hello)
     hello->events_endpoint = cvr_obj_get_strdup (root, "events_endpoint");
     hello->seq = s_get_uint (root, "seq", 0);
     hello->leader = cvr_obj_get_strdup (root, "leader");
+    if (hello->leader)
+        self->clustered = true;
     hello->lease_ms = cvr_obj_get_int (root, "lease_ms", 0);
     hello->session_timeout_ms = cvr_obj_get_int (root, "session_timeout_ms", 0);
     cvr_msg_destroy (&reply);
@@ -489,6 +857,9 @@ cvr_client_deregister (cvr_client_t *self, const char *service_id)
     cvr_wr_kstr (w, "service_id", service_id);
     cvr_msg_t *reply = cvr_client_call (self, w);
     cvr_msg_destroy (&reply);
+    //  Sent again after a lost reply: the first one may have removed it.
+    if (self->error == CVR_NOT_FOUND && self->retried)
+        s_set_ok (self);
     return self->error;
 }
 
@@ -1195,7 +1566,9 @@ cvr_client_join_group (cvr_client_t *self, const char *group_id,
 }
 
 //  The operations whose request is group_id and member_id, and whose
-//  reply carries nothing.
+//  reply carries nothing. Both remove something: sent again after a lost
+//  reply, NOT_FOUND (and for leave UNKNOWN_MEMBER) may only mean that the
+//  first one did it.
 static cvr_err_t
 s_member_call (cvr_client_t *self, const char *op, const char *group_id,
                const char *member_id)
@@ -1206,6 +1579,9 @@ s_member_call (cvr_client_t *self, const char *op, const char *group_id,
         cvr_wr_kstr (w, "member_id", member_id);
     cvr_msg_t *reply = cvr_client_call (self, w);
     cvr_msg_destroy (&reply);
+    if (self->retried && (self->error == CVR_NOT_FOUND
+                          || (member_id && self->error == CVR_UNKNOWN_MEMBER)))
+        s_set_ok (self);
     return self->error;
 }
 

@@ -19,6 +19,17 @@
     message (any group event, or the server's sys/heartbeat, sent every
     second) has arrived, every later event arrives too; a heartbeat sent
     then covers whatever came before it.
+
+    In a cluster (endpoint lists the nodes) the client follows the leader
+    (cvr_client.h). After each request the actor checks where the client
+    went: on a move it logs it once and moves the SUB socket to that
+    node's event endpoint (every node publishes the same events with the
+    same seq); the first message from there triggers the catch-up
+    heartbeat as above. The new leader gave every session a fresh term
+    when it took over, and the heartbeats go on from the interval they
+    were at, so the membership is kept. Every join carries a member id
+    chosen here (unless config->member_id), so a join sent again after a
+    lost reply joins the same member, not a second one.
 */
 #include <czmq.h>
 #include <pthread.h>
@@ -72,6 +83,9 @@ struct _s_actor_t {
     zsock_t *pipe;                  //  to the owner, borrowed
     cvr_client_t *client;           //  requests
     zsock_t *sub;                   //  group events and sys/heartbeat
+    char *node;                     //  the request endpoint whose events
+                                    //  sub receives; owned
+    char *events;                   //  that node's event endpoint; owned
     bool joined;                    //  a member as far as we know
     bool live;                      //  a message came through the SUB
                                     //  socket: the subscription is in place
@@ -186,6 +200,61 @@ s_interval (s_actor_t *actor)
 {
     int64_t interval = actor->session_ms / 3;
     return interval > 0 ? interval : 1;
+}
+
+//  Points the SUB socket at the current node's events. -1 when the node
+//  did not say where they are (the next request tries again).
+static int
+s_subscribe (s_actor_t *actor)
+{
+    const char *events = cvr_client_events_endpoint (actor->client);
+    if (!events)
+        return -1;
+    if (!actor->events || strneq (actor->events, events)) {
+        if (actor->events) {
+            //  What the old publisher queued is dropped: the catch-up
+            //  heartbeat below brings whatever in it mattered.
+            zsock_disconnect (actor->sub, "%s", actor->events);
+            while (zsock_events (actor->sub) & ZMQ_POLLIN) {
+                zmsg_t *stale = zmsg_recv (actor->sub);
+                zmsg_destroy (&stale);
+            }
+        }
+        zstr_free (&actor->events);
+        if (zsock_connect (actor->sub, "%s", events))
+            return -1;
+        actor->events = strdup (events);
+        //  What the new publisher sent before the subscription reached it
+        //  is unknown: the first message from it brings a heartbeat.
+        actor->live = false;
+    }
+    free (actor->node);
+    actor->node = strdup (cvr_client_endpoint (actor->client));
+    return 0;
+}
+
+//  After requests: when the client moved to another node (the cluster's
+//  leader changed), listens to that node's events instead.
+static void
+s_follow (s_actor_t *actor)
+{
+    cvr_member_t *self = actor->owner;
+    //  Asking the new node for its event endpoint may move the client
+    //  again (a node that died meanwhile): a few rounds at most.
+    for (int round = 0; round < 3; round++) {
+        const char *node = cvr_client_endpoint (actor->client);
+        if (actor->node && streq (actor->node, node))
+            return;
+        char *from = actor->node ? strdup (actor->node) : NULL;
+        int rc = s_subscribe (actor);
+        if (rc == 0 && from)
+            zsys_info ("conveyor: member %s of %s: requests now go to %s (was %s: "
+                       "the leader changed or stopped answering)", s_id (self),
+                       self->group_id, actor->node, from);
+        free (from);
+        if (rc)
+            return;                 //  the next tick tries again
+    }
 }
 
 //  Moves to a new generation and assignment (taken): on_revoked with what
@@ -328,10 +397,9 @@ s_replaced (s_actor_t *actor)
 //  that changes nothing, not a second member, and a static member does
 //  not mistake its own earlier attempt for a replacement.
 static void
-s_rejoin (s_actor_t *actor)
+s_choose_id (s_actor_t *actor)
 {
     cvr_member_t *self = actor->owner;
-    actor->next = zclock_mono () + s_interval (actor);
     if (!self->config_member_id && !actor->pending_id) {
         zuuid_t *uuid = zuuid_new ();
         actor->pending_id = zsys_sprintf ("%.150s-%s", self->service_name
@@ -339,6 +407,14 @@ s_rejoin (s_actor_t *actor)
                                           zuuid_str_canonical (uuid));
         zuuid_destroy (&uuid);
     }
+}
+
+static void
+s_rejoin (s_actor_t *actor)
+{
+    cvr_member_t *self = actor->owner;
+    actor->next = zclock_mono () + s_interval (actor);
+    s_choose_id (actor);
     if (self->instance_id) {
         int replaced = s_replaced (actor);
         if (replaced < 0)
@@ -390,8 +466,14 @@ s_heartbeat (s_actor_t *actor)
     else
     if (rc == CVR_UNKNOWN_MEMBER || rc == CVR_NOT_FOUND)
         s_lost (actor, cvr_err_name (rc));
-    else
+    else {
         s_log_error (actor, "heartbeat", rc);     //  keep everything; retry
+        //  A cluster without a leader for the whole call (a long
+        //  election) has one soon: try again before the usual time.
+        if (rc == CVR_TIMEOUT && cvr_client_clustered (actor->client)
+        &&  s_interval (actor) > 250)
+            actor->next = zclock_mono () + 250;
+    }
 }
 
 //  Whatever is due: a heartbeat, or a rejoin while not a member.
@@ -408,6 +490,7 @@ s_tick (s_actor_t *actor)
         actor->next = zclock_mono () + s_interval (actor);
     else
         s_heartbeat (actor);
+    s_follow (actor);
 }
 
 //  A commit with the current generation. With refresh (a call from the
@@ -427,6 +510,8 @@ s_commit (s_actor_t *actor, const cvr_committed_t *offsets, size_t count, bool r
     cvr_err_t rc = cvr_client_commit_offsets (actor->client, self->group_id,
                                               self->member_id, self->generation,
                                               offsets, count);
+    if (refresh)
+        s_follow (actor);
     if (refresh && rc == CVR_ILLEGAL_GENERATION)
         s_heartbeat (actor);
     else
@@ -546,8 +631,8 @@ s_connect (s_actor_t *actor)
         return rc;
     actor->session_ms = hello.session_timeout_ms > 0 ? hello.session_timeout_ms : 30000;
     cvr_hello_clear (&hello);
-    const char *events = cvr_client_events_endpoint (actor->client);
-    actor->sub = events ? zsock_new (ZMQ_SUB) : NULL;
+    bool known = cvr_client_events_endpoint (actor->client) != NULL;
+    actor->sub = known ? zsock_new (ZMQ_SUB) : NULL;
     if (!actor->sub)
         return CVR_INTERNAL;
     zsock_set_linger (actor->sub, 0);
@@ -556,7 +641,7 @@ s_connect (s_actor_t *actor)
     zsock_set_subscribe (actor->sub, prefix);
     zsock_set_subscribe (actor->sub, CVR_MEMBER_HEARTBEAT_TOPIC);
     free (prefix);
-    if (zsock_connect (actor->sub, "%s", events)) {
+    if (s_subscribe (actor)) {
         zsock_destroy (&actor->sub);
         return CVR_BAD_REQUEST;
     }
@@ -613,8 +698,15 @@ s_actor (zsock_t *pipe, void *args)
     zsock_signal (pipe, 0);
 
     cvr_err_t rc = s_connect (&actor);
+    s_choose_id (&actor);
     if (rc == CVR_OK)
         rc = s_join (&actor);
+    if (rc == CVR_OK) {
+        //  The join went to the leader: listen to it, without a word the
+        //  first time (moving there is no leader change).
+        zstr_free (&actor.node);
+        s_follow (&actor);
+    }
     zsock_send (pipe, "i", (int) rc);
     if (rc != CVR_OK) {
         //  The owner destroys us at once: wait for that, nothing else.
@@ -655,6 +747,8 @@ s_actor (zsock_t *pipe, void *args)
     }
     self->running = NULL;
     zstr_free (&actor.pending_id);
+    zstr_free (&actor.node);
+    zstr_free (&actor.events);
     zsock_destroy (&actor.sub);
     cvr_client_destroy (&actor.client);
 }

@@ -39,7 +39,8 @@
 #   endif
 #endif
 #if defined(S_LSAN)
-const char *__lsan_default_suppressions (void) __attribute__ ((used));
+const char *__lsan_default_suppressions (void)
+    __attribute__ ((used, visibility ("default")));
 const char *
 __lsan_default_suppressions (void)
 {

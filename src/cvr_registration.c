@@ -5,14 +5,23 @@
     heartbeats every lease/3. Its pipe carries two commands: HEALTH <name>
     (heartbeat at once with it) and $TERM (deregister, then exit). What the
     caller may read while the actor runs lives in atomics.
+
+    In a cluster the actor's client starts at the node that took the
+    first register (the leader) and follows the leader from there: a
+    heartbeat that finds it moved reports the move once (log line and
+    CVR_REGISTRATION_FAILOVER). The new leader renewed every lease when it
+    took over, and the heartbeat that moved the client was answered by it,
+    so the service never expires; its health, "unknown" since the
+    takeover, is the reported one again from that heartbeat on.
 */
 #include <czmq.h>
 #include <stdatomic.h>
 #include "conveyor/cvr_registration.h"
+#include "cvr_client_internal.h"
 
 struct _cvr_registration_t {
     zactor_t *actor;                //  heartbeats; owns its own client
-    char *endpoint;                 //  request endpoint, copied
+    char *endpoint;                 //  request endpoints, the leader first
     cvr_security_t *security;       //  CURVE credentials, owned; NULL: plain
     int timeout_ms;                 //  bound of each request
     cvr_service_spec_t spec;        //  what is registered; its strings and
@@ -31,6 +40,7 @@ typedef struct {
     cvr_registration_t *owner;      //  shared fields and the spec; borrowed
     cvr_client_t *client;           //  the actor's connection
     cvr_health_t desired;           //  what the next heartbeat reports
+    char *node;                     //  the node last talked to; owned
 } s_actor_t;
 
 static char *
@@ -83,6 +93,24 @@ s_notify (cvr_registration_t *self, cvr_registration_event_t event, cvr_health_t
         self->fn (event, health, self->arg);
 }
 
+//  After a request: reports a move of the client to another node.
+static void
+s_check_node (s_actor_t *actor)
+{
+    cvr_registration_t *self = actor->owner;
+    const char *node = cvr_client_endpoint (actor->client);
+    if (actor->node && streq (actor->node, node))
+        return;
+    if (actor->node) {
+        zsys_info ("conveyor: registration of %s: heartbeats now go to %s (was %s: "
+                   "the leader changed or stopped answering)", self->spec.service_id,
+                   node, actor->node);
+        s_notify (self, CVR_REGISTRATION_FAILOVER, atomic_load (&self->health));
+    }
+    free (actor->node);
+    actor->node = strdup (node);
+}
+
 //  Records the health the server acknowledged; reports a change.
 static void
 s_acknowledge (cvr_registration_t *self, cvr_health_t health)
@@ -102,6 +130,7 @@ s_reregister (s_actor_t *actor)
     int64_t lease_ms;
     cvr_service_t *service = NULL;
     cvr_err_t rc = cvr_client_register (actor->client, &self->spec, &lease_ms, &service);
+    s_check_node (actor);
     if (rc != CVR_OK) {
         if (rc == CVR_TIMEOUT)
             s_notify (self, CVR_REGISTRATION_UNREACHABLE, atomic_load (&self->health));
@@ -121,14 +150,16 @@ s_reregister (s_actor_t *actor)
 }
 
 //  One heartbeat. Returns true if another one should go at once.
+//  *failed is set when it got no answer.
 static bool
-s_heartbeat (s_actor_t *actor)
+s_heartbeat (s_actor_t *actor, bool *failed)
 {
     cvr_registration_t *self = actor->owner;
     int64_t lease_ms;
     cvr_health_t health;
     cvr_err_t rc = cvr_client_heartbeat (actor->client, self->spec.service_id,
                                          actor->desired, &lease_ms, &health);
+    s_check_node (actor);
     if (rc == CVR_OK) {
         atomic_store (&self->lease_ms, lease_ms);
         atomic_fetch_add (&self->heartbeats, 1);
@@ -138,8 +169,10 @@ s_heartbeat (s_actor_t *actor)
     if (rc == CVR_NOT_FOUND)
         return s_reregister (actor);
     else
-    if (rc == CVR_TIMEOUT)
+    if (rc == CVR_TIMEOUT) {
+        *failed = true;
         s_notify (self, CVR_REGISTRATION_UNREACHABLE, atomic_load (&self->health));
+    }
     else
         zsys_warning ("conveyor: heartbeat of %s failed: %s %s",
                       self->spec.service_id, cvr_err_name (rc),
@@ -157,9 +190,11 @@ s_interval (cvr_registration_t *self)
 static void
 s_actor (zsock_t *pipe, void *args)
 {
-    s_actor_t actor = { (cvr_registration_t *) args, NULL, CVR_HEALTH_HEALTHY };
+    s_actor_t actor = { (cvr_registration_t *) args, NULL, CVR_HEALTH_HEALTHY, NULL };
     cvr_registration_t *self = actor.owner;
     actor.client = cvr_client_new_secure (self->endpoint, self->timeout_ms, self->security);
+    if (actor.client)
+        actor.node = strdup (cvr_client_endpoint (actor.client));
     zpoller_t *poller = zpoller_new (pipe, NULL);
     //  The owner decides when we stop: an interrupt in the application
     //  must not silently end the heartbeats.
@@ -190,8 +225,14 @@ s_actor (zsock_t *pipe, void *args)
             continue;
         }
         if (zclock_mono () >= next && actor.client) {
-            bool again = s_heartbeat (&actor);
-            next = again ? zclock_mono () : zclock_mono () + s_interval (self);
+            bool failed = false;
+            bool again = s_heartbeat (&actor, &failed);
+            int64_t interval = s_interval (self);
+            //  A cluster without a leader for the whole call (a long
+            //  election) has one soon: try again before the usual time.
+            if (failed && cvr_client_clustered (actor.client) && interval > 250)
+                interval = 250;
+            next = again ? zclock_mono () : zclock_mono () + interval;
         }
         else
         if (!actor.client)
@@ -206,6 +247,7 @@ s_actor (zsock_t *pipe, void *args)
     }
     cvr_client_destroy (&actor.client);
     zpoller_destroy (&poller);
+    free (actor.node);
 }
 
 cvr_registration_t *
@@ -232,14 +274,18 @@ cvr_registration_new_secure (const char *endpoint, const cvr_service_spec_t *spe
     int64_t lease_ms;
     cvr_service_t *service = NULL;
     cvr_err_t rc = cvr_client_register (client, spec, &lease_ms, &service);
+    //  The actor starts at the node that took the register: the leader.
+    char *endpoints = strdup (cvr_client_endpoints (client));
     cvr_client_destroy (&client);
     if (err)
         *err = rc;
-    if (rc != CVR_OK)
+    if (rc != CVR_OK) {
+        free (endpoints);
         return NULL;
+    }
 
     cvr_registration_t *self = (cvr_registration_t *) zmalloc (sizeof (cvr_registration_t));
-    self->endpoint = strdup (endpoint);
+    self->endpoint = endpoints;
     self->security = cvr_security_dup (security);
     self->timeout_ms = timeout_ms;
     s_spec_copy (self, spec);

@@ -29,16 +29,42 @@
     is in place and everything after it arrives (short of a full queue):
     the first live event with a seq beyond the horizon's successor is
     therefore treated as a gap, which keeps even the startup in order.
+
+    A cluster: every node publishes the same events with the same seq, and
+    the watch listens to the node its client talks to. When the client
+    moves (a redirect to the leader, or a node that stopped answering), the
+    SUB socket is disconnected from the old node's publisher, what it
+    queued is dropped, it is connected to the new node's, and a repair
+    from the horizon fetches what the move may have cost; the new
+    subscription's startup is then covered as above. Nothing is delivered
+    twice (delivery is decided by seq, the same everywhere) and no
+    snapshot is taken (that takes COMPACTED). A node that lags behind
+    another reports a lower seq without having restarted, so a clustered
+    watch never takes a seq below one seen for a restart. A dead node
+    sends nothing, not even sys/heartbeat: after S_SILENCE_MS of silence
+    the watch asks its node (hello), which moves the client on when that
+    node does not answer.
 */
 #include <czmq.h>
 #include "conveyor/cvr_watch.h"
 #include "cvr_client_internal.h"
 
 #define CVR_WATCH_HEARTBEAT "sys/heartbeat"
+#define S_SILENCE_MS        2500    //  without a message, a clustered watch
+                                    //  asks whether its node is alive
 
 struct _cvr_watch_t {
     cvr_client_t *client;       //  hello, snapshots and repairs
     zsock_t *sub;               //  live events under the prefix, heartbeats
+    char *node;                 //  the request endpoint whose events sub
+                                //  receives (the client's node); owned
+    char *events;               //  that node's event endpoint; owned
+    int64_t heard;              //  zclock_mono of the last message, or of
+                                //  the last check that the node is alive
+    bool following;             //  in s_follow (its repairs may move the
+                                //  client again: the outer loop follows)
+    bool started;               //  constructed: a move is news from now on
+                                //  (before, it is the way to the leader)
     char *prefix;               //  what is watched; "" for everything
     bool everything;            //  prefix "": every seq is ours
     bool services;              //  the prefix covers service events, so a
@@ -199,15 +225,21 @@ s_snapshot (cvr_watch_t *self)
     return event;
 }
 
+static void
+    s_follow (cvr_watch_t *self);
+
 //  Delivers a fresh snapshot and continues from it.
 static int
 s_resync (cvr_watch_t *self)
 {
     cvr_event_t *snapshot = s_snapshot (self);
-    if (!snapshot)
+    if (!snapshot) {
+        s_follow (self);
         return -1;
+    }
     s_raise_horizon (self, snapshot->seq);
     zlistx_add_end (self->queue, snapshot);
+    s_follow (self);
     return 0;
 }
 
@@ -235,7 +267,7 @@ s_repair (cvr_watch_t *self)
                         cvr_client_message (self->client));
             break;
         }
-        if (list->seq < self->seen) {
+        if (list->seq < self->seen && !cvr_client_clustered (self->client)) {
             //  Its latest is below what it already sent us: not the same
             //  server's history any more.
             uint64_t latest = list->seq;
@@ -269,6 +301,7 @@ s_repair (cvr_watch_t *self)
     }
     if (delivered)
         self->gaps++;
+    s_follow (self);
 }
 
 //  The server restarted without its state and numbers from 1 again: all
@@ -302,10 +335,87 @@ s_restart (cvr_watch_t *self, uint64_t latest)
 static void
 s_check_restart (cvr_watch_t *self)
 {
+    if (cvr_client_clustered (self->client))
+        return;                 //  a node lagging behind, not a restart
     cvr_hello_t hello = { 0 };
     if (cvr_client_hello (self->client, &hello) == CVR_OK && hello.seq < self->seen)
         s_restart (self, hello.seq);
     cvr_hello_clear (&hello);
+}
+
+//  Points the SUB socket at the current node's event endpoint. When that
+//  is another publisher, what the old one queued is dropped (the repair
+//  that follows fetches whatever of it was not delivered). -1 when the
+//  node does not say where its events are.
+static int
+s_subscribe (cvr_watch_t *self)
+{
+    const char *events = cvr_client_events_endpoint (self->client);
+    if (!events)
+        return -1;
+    if (!self->events || strneq (self->events, events)) {
+        if (self->events) {
+            zsock_disconnect (self->sub, "%s", self->events);
+            while (zsock_events (self->sub) & ZMQ_POLLIN) {
+                zmsg_t *stale = zmsg_recv (self->sub);
+                zmsg_destroy (&stale);
+            }
+        }
+        zstr_free (&self->events);
+        if (zsock_connect (self->sub, "%s", events))
+            return -1;
+        self->events = strdup (events);
+        self->live = false;
+    }
+    free (self->node);
+    self->node = strdup (cvr_client_endpoint (self->client));
+    self->heard = zclock_mono ();
+    return 0;
+}
+
+//  After requests: when the client moved to another node, listens to that
+//  node's events and repairs from the horizon.
+static void
+s_follow (cvr_watch_t *self)
+{
+    if (self->following)
+        return;
+    self->following = true;
+    //  The repair may move the client again (a node that died
+    //  meanwhile): a few rounds at most, the next request does the rest.
+    for (int round = 0; round < 3; round++) {
+        if (self->node && streq (self->node, cvr_client_endpoint (self->client)))
+            break;
+        char *from = self->node ? strdup (self->node) : strdup ("-");
+        if (s_subscribe (self)) {
+            free (from);
+            break;
+        }
+        if (self->started)
+            zsys_info ("conveyor: watch of '%s': now on %s, events %s (was %s); "
+                       "fetching what was missed since seq %" PRIu64, self->prefix,
+                       self->node, self->events, from, self->horizon);
+        free (from);
+        s_repair (self);
+    }
+    self->following = false;
+}
+
+//  A clustered watch that heard nothing for a while: its node may be
+//  dead. hello (answered by any node) moves the client on if so, and
+//  tells the latest seq.
+static void
+s_probe (cvr_watch_t *self)
+{
+    self->heard = zclock_mono ();
+    cvr_hello_t hello = { 0 };
+    bool behind = cvr_client_hello (self->client, &hello) == CVR_OK
+               && hello.seq > self->last && hello.seq > self->horizon;
+    cvr_hello_clear (&hello);
+    bool moved = !self->node || strneq (self->node, cvr_client_endpoint (self->client));
+    s_follow (self);
+    if (behind && !moved)
+        s_repair (self);
 }
 
 //  One live event or heartbeat from the SUB socket.
@@ -357,6 +467,7 @@ s_receive (cvr_watch_t *self)
     zmsg_t *msg = zmsg_recv (self->sub);
     if (!msg)
         return;
+    self->heard = zclock_mono ();
     if (zmsg_size (msg) == 2) {
         char *topic = zframe_strdup (zmsg_first (msg));
         zframe_t *body = zmsg_next (msg);
@@ -415,15 +526,17 @@ cvr_watch_new_secure (const char *endpoint, const char *prefix, int timeout_ms,
             cvr_security_apply (security, self->sub);
             zsock_set_subscribe (self->sub, self->prefix);
             zsock_set_subscribe (self->sub, CVR_WATCH_HEARTBEAT);
-            if (zsock_connect (self->sub, "%s", events))
+            if (s_subscribe (self))
                 zsock_destroy (&self->sub);
         }
     }
     //  Subscribed before the snapshot, so nothing after it can slip by
     //  unseen (what the subscription misses while it propagates shows as
     //  a gap and is repaired).
-    if (self->sub && s_resync (self) == 0)
+    if (self->sub && s_resync (self) == 0) {
+        self->started = true;
         return self;
+    }
     cvr_watch_destroy (&self);
     return NULL;
 }
@@ -436,6 +549,8 @@ cvr_watch_destroy (cvr_watch_t **self_p)
     cvr_watch_t *self = *self_p;
     zsock_destroy (&self->sub);
     cvr_client_destroy (&self->client);
+    free (self->node);
+    free (self->events);
     zlistx_destroy (&self->queue);
     zhashx_destroy (&self->roots);
     free (self->prefix);
@@ -451,18 +566,28 @@ cvr_watch_next (cvr_watch_t *self, int timeout_ms)
     int64_t deadline = zclock_mono () + (timeout_ms > 0 ? timeout_ms : 0);
     zmq_pollitem_t item = { zsock_resolve (self->sub), 0, ZMQ_POLLIN, 0 };
     while (zlistx_size (self->queue) == 0) {
+        bool clustered = cvr_client_clustered (self->client);
+        int64_t now = zclock_mono ();
+        if (clustered && now - self->heard >= S_SILENCE_MS) {
+            s_probe (self);
+            continue;
+        }
         long wait = -1;
-        if (timeout_ms >= 0) {
-            int64_t remaining = deadline - zclock_mono ();
-            wait = remaining > 0 ? (long) remaining : 0;
+        if (timeout_ms >= 0)
+            wait = deadline > now ? (long) (deadline - now) : 0;
+        if (clustered) {
+            long probe = (long) (self->heard + S_SILENCE_MS - now);
+            if (wait < 0 || probe < wait)
+                wait = probe;
         }
         int rc = zmq_poll (&item, 1, wait);
         if (rc < 0 && (errno != EINTR || zsys_interrupted))
             return NULL;
-        if (rc == 0)
-            return NULL;
         if (rc > 0)
             s_receive (self);
+        else
+        if (rc == 0 && timeout_ms >= 0 && zclock_mono () >= deadline)
+            return NULL;
     }
     return (cvr_event_t *) zlistx_detach (self->queue, NULL);
 }

@@ -12,6 +12,42 @@
         fprintf (stderr, "%s: %s\n", cvr_err_name (cvr_client_error (c)),
                  cvr_client_message (c));
     cvr_client_destroy (&c);
+
+    A cluster (conveyord --peers): give every node, comma-separated,
+    "tcp://10.0.0.1:7400,tcp://10.0.0.2:7400,tcp://10.0.0.3:7400". The
+    client talks to one node at a time, the current one, and moves only
+    when it must, within each call's timeout:
+    - a node that answers NOT_LEADER naming the leader: the request goes
+      to the leader (added to the list if it was not there);
+    - NOT_LEADER with no leader (an election is on): after a short pause
+      (20 ms, doubling up to 250 ms) the request goes to the next node;
+    - no reply within a slice of the call's time (min (timeout, 1000) ms,
+      doubling after each slice without a reply; not connected within
+      half a slice counts the same): the request goes to the next node.
+    When the timeout runs out the call fails with CVR_TIMEOUT. Every move
+    takes a fresh connection, so a late reply from the node left behind
+    is never taken for the answer to a later request. hello, stats,
+    events_since and cluster_status are answered by any node, so they do
+    not move the client to the leader. With a single endpoint (and no
+    NOT_LEADER) a call is one send and one wait for the whole timeout.
+
+    A request sent again after a send that got no reply (a leader that
+    died or lost its leadership) may have been applied already: the node
+    may have committed it before it stopped. cvr_client_retried tells
+    when that happened. Every request keeps its rid through its resends
+    and carries the client's own client_id (a UUID made by
+    cvr_client_new), so a server with --data-dir (every cluster node)
+    answers a write it already applied with the reply it gave then, on
+    any leader (protocol appendix, "Retried writes"). Where that cannot
+    help (a server without it, a reply lost from its memory):
+    register, heartbeat, group_heartbeat,
+    commit_offsets, create_topic, join_group with a member_id, and
+    cluster_add / cluster_remove are idempotent. deregister, leave_group
+    and delete_group are not, so on such a retry their NOT_FOUND (and
+    leave_group's UNKNOWN_MEMBER) is taken for success: the first send
+    most likely did it (on a first send those errors stand). A join_group
+    without a member_id may make a second member on a retry: give a
+    member_id (cvr_member always does).
 */
 #ifndef CVR_CLIENT_H_INCLUDED
 #define CVR_CLIENT_H_INCLUDED
@@ -57,7 +93,7 @@ typedef struct {
     char *node_id;
     char *events_endpoint;
     uint64_t seq;
-    char *leader;               //  NULL when not clustered
+    char *leader;               //  NULL when not clustered, or electing
     int64_t lease_ms;
     int64_t session_timeout_ms;
 } cvr_hello_t;
@@ -116,10 +152,11 @@ typedef struct {
 CVR_EXPORT void
     cvr_stats_destroy (cvr_stats_t **self_p);
 
-//  Creates a client connected to a request endpoint; timeout_ms bounds
-//  every call (<= 0: 5000). Connecting does not wait for the server.
-//  Returns NULL only when the socket cannot be made or the endpoint is
-//  malformed.
+//  Creates a client connected to a request endpoint, or to the first of
+//  a comma-separated list of them (the nodes of a cluster; see above);
+//  timeout_ms bounds every call (<= 0: 5000). Connecting does not wait for
+//  the server. Returns NULL only when the socket cannot be made or an
+//  endpoint is malformed.
 CVR_EXPORT cvr_client_t *
     cvr_client_new (const char *endpoint, int timeout_ms);
 
@@ -150,17 +187,34 @@ CVR_EXPORT cvr_err_t
 CVR_EXPORT const char *
     cvr_client_message (cvr_client_t *self);
 
-//  The endpoint the client talks to (borrowed).
+//  The endpoint the client talks to: the current node (borrowed until the
+//  next call, which may move the client to another node).
 CVR_EXPORT const char *
     cvr_client_endpoint (cvr_client_t *self);
 
-//  hello. Fills *hello (caller clears it).
+//  Every request endpoint the client knows, comma-separated, the current
+//  one first: those it was given and the leaders it was sent to. Another
+//  client made with it starts where this one is. Borrowed until the next
+//  call on this client.
+CVR_EXPORT const char *
+    cvr_client_endpoints (cvr_client_t *self);
+
+//  True when the last call's request was sent again after a send that got
+//  no reply, so it may have been applied twice (see above).
+CVR_EXPORT bool
+    cvr_client_retried (cvr_client_t *self);
+
+//  hello. Fills *hello (caller clears it). Any node of a cluster answers;
+//  hello->leader is the leader's request endpoint as it announced it.
 CVR_EXPORT cvr_err_t
     cvr_client_hello (cvr_client_t *self, cvr_hello_t *hello);
 
-//  The server's event endpoint, learnt through hello (called if needed).
-//  A wildcard host (tcp://*:N, tcp://0.0.0.0:N) is replaced with the host
-//  of the request endpoint. Borrowed; NULL on failure.
+//  The current node's event endpoint, learnt through hello (called if
+//  needed, on the current node). A wildcard host (tcp://*:N,
+//  tcp://0.0.0.0:N) is replaced with the host of the request endpoint.
+//  Every node of a cluster publishes the same events with the same seq,
+//  so a subscriber may follow the client from node to node (cvr_watch
+//  does). Borrowed until the client moves; NULL on failure.
 CVR_EXPORT const char *
     cvr_client_events_endpoint (cvr_client_t *self);
 
@@ -175,6 +229,8 @@ CVR_EXPORT cvr_err_t
                           cvr_health_t health, int64_t *lease_ms,
                           cvr_health_t *health_out);
 
+//  deregister: NOT_FOUND when no such service (but CVR_OK when the
+//  request was sent again after a lost reply, see above).
 CVR_EXPORT cvr_err_t
     cvr_client_deregister (cvr_client_t *self, const char *service_id);
 
@@ -374,7 +430,8 @@ CVR_EXPORT cvr_err_t
                            const cvr_join_options_t *options,
                            cvr_join_result_t *result);
 
-//  leave_group: NOT_FOUND (group) or UNKNOWN_MEMBER when not a member.
+//  leave_group: NOT_FOUND (group) or UNKNOWN_MEMBER when not a member
+//  (CVR_OK instead when the request was sent again after a lost reply).
 CVR_EXPORT cvr_err_t
     cvr_client_leave_group (cvr_client_t *self, const char *group_id,
                             const char *member_id);
@@ -416,7 +473,8 @@ CVR_EXPORT cvr_err_t
                               cvr_committed_list_t **offsets);
 
 //  delete_group: CONFLICT while the group has members, NOT_FOUND when it
-//  does not exist.
+//  does not exist (CVR_OK instead when the request was sent again after a
+//  lost reply).
 CVR_EXPORT cvr_err_t
     cvr_client_delete_group (cvr_client_t *self, const char *group_id);
 

@@ -24,7 +24,12 @@
       turn, and the two would take the partitions from each other forever;
     - when the server does not answer, it keeps its assignment and tries
       again every interval: partitions are only given up when the server
-      says so.
+      says so;
+    - endpoint may list the nodes of a cluster, comma-separated (see
+      cvr_client.h): the member follows the leader across a failover,
+      logging each move once, listens to the events of the node it talks
+      to, and keeps its membership (a new leader gives every session a
+      fresh term when it takes over).
 
     The application never polls. Every callback is called from the actor's
     thread, one at a time, the initial on_assigned included (before
@@ -68,7 +73,9 @@ typedef struct {
     const char *group_id;           //  required
     const char *const *topics;      //  required, topics_count >= 1
     size_t topics_count;
-    const char *member_id;          //  NULL: server-made (fresh on rejoin)
+    const char *member_id;          //  NULL: a fresh one for each join,
+                                    //  shaped like the server's
+                                    //  (<service_name or "member">-<uuid>)
     const char *instance_id;        //  NULL: dynamic member
     const char *service_id;         //  NULL: no service link
     const char *service_name;       //  NULL

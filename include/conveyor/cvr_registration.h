@@ -6,6 +6,12 @@
     and reports every change of the health the server acknowledged through
     the optional callback (called from the actor's thread).
     cvr_registration_destroy deregisters and stops the actor.
+
+    endpoint may list the nodes of a cluster, comma-separated (see
+    cvr_client.h): the heartbeats follow the leader across a failover,
+    soon enough that the lease never runs out (a new leader renews every
+    lease when it takes over), and each move is reported once, through a
+    log line and CVR_REGISTRATION_FAILOVER.
 */
 #ifndef CVR_REGISTRATION_H_INCLUDED
 #define CVR_REGISTRATION_H_INCLUDED
@@ -21,7 +27,11 @@ typedef struct _cvr_registration_t cvr_registration_t;
 typedef enum {
     CVR_REGISTRATION_HEALTH,        //  the acknowledged health changed
     CVR_REGISTRATION_REREGISTERED,  //  the lease was lost and registered again
-    CVR_REGISTRATION_UNREACHABLE    //  a heartbeat got no reply in time
+    CVR_REGISTRATION_UNREACHABLE,   //  a heartbeat got no reply in time
+    CVR_REGISTRATION_FAILOVER       //  the heartbeats moved to another node
+                                    //  of the cluster (the leader changed, or
+                                    //  stopped answering); health is the last
+                                    //  acknowledged
 } cvr_registration_event_t;
 
 //  Called from the actor thread; must not block for long.
