@@ -484,3 +484,16 @@ cvr_log_raft (cvr_log_t *self)
 {
     return self->raft;
 }
+
+cvr_state_t *
+cvr_log_lock (cvr_log_t *self)
+{
+    pthread_mutex_lock (&self->mutex);
+    return self->committed;
+}
+
+void
+cvr_log_unlock (cvr_log_t *self)
+{
+    pthread_mutex_unlock (&self->mutex);
+}

@@ -126,6 +126,13 @@ int
 char *
     cvr_log_endpoint (cvr_log_t *self, uint64_t id, bool events);
 
+//  The committed state, for a follower's reads (stats): locked until
+//  cvr_log_unlock, which must follow soon (the raft thread waits).
+cvr_state_t *
+    cvr_log_lock (cvr_log_t *self);
+void
+    cvr_log_unlock (cvr_log_t *self);
+
 //  The engine, for leadership and membership (cvr_raft.h).
 cvr_raft_t *
     cvr_log_raft (cvr_log_t *self);

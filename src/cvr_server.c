@@ -145,6 +145,7 @@ struct _cvr_server_t {
     cvr_state_limits_t limits;  //  of the state (a new one on step-down)
     uint64_t change_tag;        //  the last cluster change's tag
     cvr_dedup_t *dedup;         //  with a log: replies of recent writes
+    char *raft_address;         //  this node's raft address, as used
     char *dedup_key;            //  the current request's, or NULL
     char *data_dir;             //  --data-dir, or NULL: in memory only
     char *raft_bind;            //  the raft engine's address
@@ -893,11 +894,14 @@ s_write_counts (cvr_wr_t *reply, const char *key, const char *const *names,
 static cvr_err_t
 s_op_stats (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
 {
-    cvr_registry_t *registry = cvr_state_registry (self->state);
+    //  A follower describes the cluster's committed state (its own is empty).
+    bool follower = self->log && !self->leading;
+    cvr_state_t *state = follower ? cvr_log_lock (self->log) : self->state;
+    cvr_registry_t *registry = cvr_state_registry (state);
     cvr_wr_kint (reply, "uptime_ms", zclock_time () - self->started_at);
     cvr_wr_kuint (reply, "seq", cvr_history_seq (self->history));
     cvr_wr_kuint (reply, "services", cvr_registry_size (registry));
-    cvr_groups_t *groups = cvr_state_groups (self->state);
+    cvr_groups_t *groups = cvr_state_groups (state);
     cvr_wr_kuint (reply, "groups", cvr_groups_count (groups));
     cvr_wr_kuint (reply, "members", cvr_groups_members (groups));
     cvr_wr_kuint (reply, "topics", cvr_groups_topics (groups));
@@ -914,6 +918,8 @@ s_op_stats (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
     cvr_wr_kuint (reply, "rebalances", cvr_groups_rebalances (groups));
     cvr_wr_kuint (reply, "expired", cvr_registry_expired (registry));
     cvr_wr_kuint (reply, "members_expired", cvr_groups_members_expired (groups));
+    if (follower)
+        cvr_log_unlock (self->log);
     cvr_wr_kuint (reply, "events_published", cvr_history_seq (self->history));
     if (self->log)
         cvr_wr_kuint (reply, "log_entries", self->entries);
@@ -1825,6 +1831,21 @@ s_secure (cvr_server_t *self)
     return 0;
 }
 
+//  An endpoint bound on every interface (tcp://0.0.0.0:N) as others can
+//  reach it: on the host of this node's raft address. Takes the string.
+static char *
+s_reachable (cvr_server_t *self, char *endpoint)
+{
+    const char *any = "tcp://0.0.0.0:";
+    if (!endpoint || strncmp (endpoint, any, strlen (any)) || !self->raft_address)
+        return endpoint;
+    const char *colon = strrchr (self->raft_address, ':');
+    char *reachable = zsys_sprintf ("tcp://%.*s:%s", (int) (colon - self->raft_address),
+                                    self->raft_address, endpoint + strlen (any));
+    zstr_free (&endpoint);
+    return reachable;
+}
+
 static void
 s_take_over (cvr_server_t *self)
 {
@@ -1837,9 +1858,11 @@ s_take_over (cvr_server_t *self)
     self->leases = cvr_leases_new ();
     self->leading = true;
     //  Followers learn where to send clients.
-    char *requests = zsock_last_endpoint (self->router);
-    cvr_log_announce (self->log, requests, self->events_endpoint);
+    char *requests = s_reachable (self, zsock_last_endpoint (self->router));
+    char *events = s_reachable (self, strdup (self->events_endpoint));
+    cvr_log_announce (self->log, requests, events);
     zstr_free (&requests);
+    zstr_free (&events);
     //  Restored services are unknown with a fresh lease, sessions get a
     //  fresh term: nothing expires because of the restart or failover.
     cvr_cmd_t restore = { .type = CVR_CMD_RESTORE, .now = zclock_time () };
@@ -1915,6 +1938,11 @@ s_changed (cvr_server_t *self, const cvr_raft_event_t *event)
                   event->error);
         cvr_wr_kstr (reply, "error", cvr_err_name (rc));
         cvr_wr_kstr (reply, "message", message);
+        if (rc == CVR_NOT_LEADER) {
+            char *leader = s_leader_endpoint (self);
+            cvr_wr_kstr (reply, "leader", leader);
+            zstr_free (&leader);
+        }
         self->errors [rc]++;
     }
     cvr_wr_close (reply);
@@ -1976,6 +2004,7 @@ s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
                 joining = false;
             }
     }
+    self->raft_address = strdup (address);
     cvr_log_config_t log_config = {
         .data_dir = self->data_dir, .node_id = self->peers ? self->raft_id : 1,
         .raft_address = address, .peers = peers, .peer_count = (size_t) count,
@@ -2180,6 +2209,7 @@ s_server_destroy (cvr_server_t **self_p)
     zlistx_destroy (&self->segments);
     free (self->data_dir);
     free (self->raft_bind);
+    free (self->raft_address);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
     zactor_destroy (&self->auth);

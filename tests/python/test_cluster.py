@@ -23,12 +23,11 @@ Covered here, with real processes on loopback:
   5. kill -9 of all three and a restart: the whole state is back;
   6. membership: a fourth node joins (cluster_add), catches up, leaves
      (cluster_remove), and the removed node does not disturb the three.
-Marked xfail (a server bug at the time of writing): a follower's stats
-counts its own empty state (services, groups, members, topics 0).
+A follower's stats describe the cluster's committed state.
 
-Retried requests are not deduplicated by the server yet (a retried write
-whose first reply was lost may apply twice), so the only requests retried
-here are idempotent ones: register, heartbeat, group_heartbeat,
+The server deduplicates retried writes only when they carry a client_id
+(tests/python/test_dedup.py); these clients send none, so the only requests
+retried here are idempotent ones: register, heartbeat, group_heartbeat,
 commit_offsets with the same offsets, a join_group naming its member_id.
 
 Every wait is bounded and polls for a condition; the few short pauses are
@@ -641,9 +640,6 @@ def test_same_events_everywhere(cluster):
         assert seq_of(n, cluster.ctx) == final
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "server bug: a follower answers stats from its own empty state (services, groups, "
-    "members, topics all 0) while its seq is the cluster's"))
 def test_follower_stats_describe_the_cluster(cluster):
     cluster.wait_leader()
     cc = cluster.client()
