@@ -12,6 +12,9 @@ Main classes:
 * :class:`Security` - CurveZMQ credentials, given to any of them as
   ``security=`` for a daemon started with ``--curve-secret``.
 
+Every class takes one request endpoint, or a cluster's (a list, or a
+comma-separated string): calls follow the leader, and survive a failover.
+
 Errors are :class:`Error` subclasses, one per server error code;
 :class:`Timeout` when no reply comes in time. Logs go to the ``"conveyor"``
 logger.
@@ -26,9 +29,10 @@ from ._errors import (ERROR_CLASSES, BadRequest, Compacted, Conflict, Error,
 from ._member import GroupMember
 from ._registration import Registration
 from ._security import Security, SecurityError
-from ._types import (Assignment, Event, EventsPage, Group, GroupHeartbeat,
-                     GroupList, GroupSummary, Hello, JoinResult, Lease, Member,
-                     Service, ServiceList, Topic, TopicPartition)
+from ._types import (Assignment, ClusterServer, ClusterStatus, Event,
+                     EventsPage, Group, GroupHeartbeat, GroupList,
+                     GroupSummary, Hello, JoinResult, Lease, Member, Service,
+                     ServiceList, Topic, TopicPartition)
 from ._watch import Watch
 from ._wire import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
 
@@ -42,6 +46,6 @@ __all__ = [
     "Compacted", "LimitExceeded", "NotLeader", "Internal", "ERROR_CLASSES",
     "Service", "ServiceList", "Hello", "Lease", "Topic", "Member", "Group",
     "GroupSummary", "GroupList", "JoinResult", "GroupHeartbeat", "Event",
-    "EventsPage", "TopicPartition", "Assignment",
+    "EventsPage", "TopicPartition", "Assignment", "ClusterStatus", "ClusterServer",
     "DEFAULT_ENDPOINT", "DEFAULT_TIMEOUT", "__version__",
 ]

@@ -27,9 +27,14 @@ class Error(Exception):
             :class:`Timeout`, ``"PROTOCOL"`` for :class:`ProtocolError`.
         message: the server's human-readable message.
         reply: the whole error reply (a dict), or ``None``.
+        retried: true when an earlier try of the same call went unanswered
+            (a client of several nodes then tries again elsewhere): the
+            operation may have been applied by that try, so e.g. a
+            ``NotFound`` may answer a ``deregister`` that did succeed.
     """
 
     code: str = "ERROR"
+    retried: bool = False
 
     def __init__(self, code: Optional[str] = None, message: str = "",
                  reply: Optional[Mapping[str, Any]] = None) -> None:

@@ -8,7 +8,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import zmq
 
-from ._client import Client, ServerArg, client_for
+from ._client import Client, ServerArg, _Link, client_for
+from ._endpoints import EndpointsArg, NodeTracker
 from ._errors import (Error, IllegalGeneration, NotFound, UnknownMember)
 from ._security import Security
 from ._types import Assignment, JoinResult, TopicPartition, _assignment
@@ -40,7 +41,11 @@ class GroupMember:
       ``instance_id``; one that was *fenced* by another process using its
       ``instance_id`` does not: :attr:`fenced` turns true);
     * on :meth:`close` calls ``on_revoked`` with the whole assignment (so
-      final offsets can still be committed), then leaves the group.
+      final offsets can still be committed), then leaves the group;
+    * in a cluster, follows the leader: after a failover its heartbeats go
+      to the new leader (which renews every session as it takes over), it
+      takes that node's events and catches up with a heartbeat; a failover
+      logs one line.
 
     Callbacks receive a sorted list of ``(topic, partition)`` tuples and run
     on the member's thread, one at a time; when they run, :attr:`generation`
@@ -52,8 +57,8 @@ class GroupMember:
         topics: the topics to consume (auto-created by the server if unknown).
         on_assigned, on_revoked: the callbacks (optional).
         server: the daemon's request endpoint (``endpoint`` is accepted as an
-            alias), or a :class:`Client` whose endpoint, timeout and security
-            are reused.
+            alias; a cluster's: a list, or a comma-separated string), or a
+            :class:`Client` whose endpoints, timeout and security are reused.
         member_id: ask for this member id (default: the server makes one).
         instance_id: static membership: a join with an ``instance_id`` held
             by a current member replaces it, keeping its partitions.
@@ -69,7 +74,7 @@ class GroupMember:
 
     def __init__(self, group_id: str, topics: Sequence[str],
                  on_assigned: Optional[Callback] = None, on_revoked: Optional[Callback] = None,
-                 *, server: ServerArg = None, endpoint: Optional[str] = None,
+                 *, server: ServerArg = None, endpoint: Optional[EndpointsArg] = None,
                  member_id: Optional[str] = None, instance_id: Optional[str] = None,
                  service_name: Optional[str] = None, service_id: Optional[str] = None,
                  session_timeout_ms: Optional[int] = None, assignor: Optional[str] = None,
@@ -107,27 +112,60 @@ class GroupMember:
         self._pending_initial: Optional[List[TopicPartition]] = None
         #: Number of successful joins (1 + rejoins).
         self.joins = 0
-        self._sub: Optional[zmq.Socket] = None
+        self._sub_link: Optional[_Link] = None
+        self._sub_node: Optional[str] = None
         try:
-            hello = self._client.hello()
+            # In a cluster: the leader's events (joins and heartbeats go there).
+            hello = self._client._hello_leader()
             if not self._session_ms:
                 self._session_ms = hello.session_timeout_ms or 30000
-            sub = self._client._socket(zmq.SUB)
-            sub.connect(hello.events_endpoint)
-            sub.setsockopt(zmq.SUBSCRIBE, f"group/{group_id}/".encode())
-            # sys/heartbeat tells when the subscription is live (first one)
-            # or live again after a silence: then catch up at once.
-            sub.setsockopt(zmq.SUBSCRIBE, b"sys/heartbeat")
-            self._sub = sub
+            self._subscribe(hello.events_endpoint)
             self._join()
         except BaseException:
-            if self._sub is not None:
-                self._sub.close(0)
+            self._close_sub()
             self._client.close()
             raise
+        self._node = NodeTracker(f"group {group_id}", self._client)
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"conveyor-member-{group_id}")
         self._thread.start()
+
+    @property
+    def _sub(self) -> Optional[zmq.Socket]:
+        return self._sub_link.sock if self._sub_link is not None else None
+
+    def _subscribe(self, events_endpoint: str) -> None:
+        """Subscribe to the group's events on the node the client uses (a
+        fresh socket; the old one is closed)."""
+        link = _Link(self._client._socket(zmq.SUB), events_endpoint, False)
+        link.sock.setsockopt(zmq.SUBSCRIBE, f"group/{self.group_id}/".encode())
+        # sys/heartbeat tells when the subscription is live (first one)
+        # or live again after a silence: then catch up at once.
+        link.sock.setsockopt(zmq.SUBSCRIBE, b"sys/heartbeat")
+        self._close_sub()
+        self._sub_link = link
+        self._sub_node = self._client.endpoint
+        self._last_sys_heartbeat = None
+
+    def _close_sub(self) -> None:
+        if self._sub_link is not None:
+            self._sub_link.close()
+            self._sub_link = None
+
+    def _follow_node(self) -> None:
+        """The client moved to another node (failover): take that node's
+        events, and ask for the group's state at once (events published
+        while no subscription was live are not replayed)."""
+        if self._client.endpoint == self._sub_node:
+            return
+        try:
+            events = self._client.events_endpoint
+        except Error as exc:
+            log.debug("group %s: hello failed: %s", self.group_id, exc)
+            return
+        log.debug("group %s: following the events of %s", self.group_id, self._client.endpoint)
+        self._subscribe(events)
+        self._beat_now.set()
 
     # -- properties ----------------------------------------------------------
 
@@ -274,6 +312,9 @@ class GroupMember:
         if not isinstance(body, dict):
             return
         seq, prev = body.get("seq"), body.get("prev")
+        if (isinstance(seq, int) and self._last_group_seq is not None
+                and seq <= self._last_group_seq and self._client._eps.multi):
+            return   # seen already (the same event, from another node)
         if (self._last_group_seq is not None and isinstance(prev, int)
                 and prev != self._last_group_seq and not self._lost):
             log.info("group %s: missed events (prev %s, last seen %s): asking the server",
@@ -297,8 +338,6 @@ class GroupMember:
             self._lose(f"{kind} event", fenced=(kind == "fenced"))
 
     def _run(self) -> None:
-        sub = self._sub
-        assert sub is not None
         backoff = 0.1
         next_beat = time.monotonic() + self._session_ms / 3000.0
         next_join = 0.0
@@ -316,6 +355,8 @@ class GroupMember:
                             self._join()
                             backoff = 0.1
                             next_beat = time.monotonic() + self._session_ms / 3000.0
+                            self._node.succeeded()
+                            self._follow_node()
                             continue
                         except UnknownMember as exc:
                             if self._wanted_member_id is not None:
@@ -324,11 +365,11 @@ class GroupMember:
                                 self._wanted_member_id = None
                                 next_join = now
                             else:
-                                log.warning("group %s: rejoin failed: %s", self.group_id, exc)
+                                self._node.failed(exc, "rejoin", self._session_ms / 1000.0)
                                 next_join = now + backoff
                                 backoff = min(backoff * 2, 2.0)
                         except Error as exc:
-                            log.warning("group %s: rejoin failed: %s", self.group_id, exc)
+                            self._node.failed(exc, "rejoin", self._session_ms / 1000.0)
                             next_join = now + backoff
                             backoff = min(backoff * 2, 2.0)
                         except Exception:  # noqa: BLE001
@@ -337,13 +378,19 @@ class GroupMember:
                             backoff = min(backoff * 2, 2.0)
                 elif not self._lost and (now >= next_beat or self._beat_now.is_set()):
                     self._beat_now.clear()
+                    interval = max(self._session_ms / 3000.0, 0.01)
                     try:
                         self._heartbeat()
+                        self._node.succeeded()
+                        self._follow_node()
                     except Error as exc:
-                        log.warning("group %s: heartbeat failed: %s", self.group_id, exc)
+                        # A failover shows as a few failed heartbeats: one
+                        # line (on success elsewhere) unless it lasts a session.
+                        self._node.failed(exc, "heartbeat", self._session_ms / 1000.0)
+                        interval = min(interval, 0.1)
                     except Exception:  # noqa: BLE001
                         log.exception("group %s: heartbeat failed", self.group_id)
-                    next_beat = time.monotonic() + max(self._session_ms / 3000.0, 0.01)
+                    next_beat = time.monotonic() + interval
                     continue
                 now = time.monotonic()
                 if not self._lost:
@@ -353,6 +400,8 @@ class GroupMember:
                 else:
                     wait = 0.05
                 wait = min(max(wait, 0.0), 0.05)
+                sub = self._sub
+                assert sub is not None
                 if sub.poll(int(wait * 1000)):
                     for _ in range(1000):   # then look at the clock again
                         try:
@@ -390,9 +439,7 @@ class GroupMember:
         except Exception:  # noqa: BLE001
             log.exception("group %s: close failed", self.group_id)
         finally:
-            if self._sub is not None:
-                self._sub.close(0)
-                self._sub = None
+            self._close_sub()
             self._client.close()
 
     # -- public actions ------------------------------------------------------

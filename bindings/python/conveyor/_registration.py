@@ -7,6 +7,7 @@ import time
 from typing import Any, Dict, Mapping, Optional
 
 from ._client import Client, ServerArg, client_for
+from ._endpoints import NodeTracker
 from ._errors import Error, NotFound
 from ._security import Security
 from ._types import Service
@@ -27,6 +28,8 @@ class Registration:
     answers :class:`conveyor.NotFound` (the lease ran out, or the server
     restarted) the thread registers the service again. Failures are logged
     on the ``"conveyor"`` logger and retried; they never stop the thread.
+    With a cluster, a failover costs a heartbeat or two and logs one line
+    (the new leader renews every lease as it takes over).
 
     :meth:`close` (or leaving the ``with`` block) stops the heartbeats and
     deregisters; ``close(deregister=False)`` only stops them, as a crash
@@ -40,9 +43,10 @@ class Registration:
             service's own address, published to others).
         health: the health reported by heartbeats (``"healthy"``,
             ``"degraded"`` or ``"unhealthy"``).
-        server: the daemon's request endpoint, or a :class:`Client` whose
-            endpoint, timeout and security are reused (the registration
-            always opens its own socket).
+        server: the daemon's request endpoint (a cluster's: a list, or a
+            comma-separated string), or a :class:`Client` whose endpoints,
+            timeout and security are reused (the registration always opens
+            its own socket).
         timeout: reply timeout in seconds (default: the client's, or 5).
         security: CurveZMQ credentials (:class:`conveyor.Security`) for a
             secured daemon (default: those of the ``server`` client, if any).
@@ -81,6 +85,7 @@ class Registration:
         except BaseException:
             self._client.close()
             raise
+        self._node = NodeTracker(f"service {service_id}", self._client)
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"conveyor-registration-{service_id}")
         self._thread.start()
@@ -182,10 +187,14 @@ class Registration:
             try:
                 self._beat()
                 self.last_error = None
+                self._node.succeeded()
             except Error as exc:
                 self.last_error = exc
-                log.warning("service %s: heartbeat failed: %s", self.service_id, exc)
-                interval = min(interval, 0.5)   # retry sooner
+                # A failover shows as a few failed heartbeats: one line
+                # (on success elsewhere) unless it lasts a lease.
+                self._node.failed(exc, "heartbeat", self._lease_ms / 1000.0)
+                # retry sooner (a cluster's client already tried every node)
+                interval = min(interval, 0.1 if self._client._eps.multi else 0.5)
             except Exception as exc:  # noqa: BLE001 - never let the thread die
                 self.last_error = exc
                 log.exception("service %s: heartbeat failed", self.service_id)

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 __all__ = [
     "TopicPartition", "Assignment", "Service", "ServiceList", "Hello", "Lease",
     "Topic", "Member", "Group", "GroupSummary", "GroupList", "JoinResult",
-    "GroupHeartbeat", "Event", "EventsPage", "root_of",
+    "GroupHeartbeat", "Event", "EventsPage", "ClusterServer", "ClusterStatus", "root_of",
 ]
 
 #: One partition: ``(topic, partition)``.
@@ -339,3 +339,63 @@ class EventsPage:
     events: List[Event]
     more: bool
     seq: int
+
+
+@dataclass(frozen=True)
+class ClusterServer:
+    """One node of the cluster, as ``cluster_status`` lists it: its number
+    ``id``, raft ``address`` (``HOST:PORT``), ``role`` (``"voter"``,
+    ``"standby"``, ``"spare"``), and the ``request_endpoint`` and
+    ``events_endpoint`` it announced (``None`` for a node that never led)."""
+
+    id: int
+    address: str
+    role: str
+    request_endpoint: Optional[str]
+    events_endpoint: Optional[str]
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """The ``cluster_status`` reply: the view of the node that answered.
+
+    ``node_id`` is that node's number, ``state`` its raft state
+    (``"leader"``, ``"follower"``, ``"candidate"``, ``"unavailable"``),
+    ``leading`` whether it serves as leader, ``leader_id`` (0: none known)
+    and ``leader`` (request endpoint or ``None``) the leader it knows,
+    ``term``, ``commit_index``, ``last_applied`` raft's counters, and
+    ``servers`` the configuration (:class:`ClusterServer`, by ``id``)."""
+
+    node_id: int
+    state: str
+    leading: bool
+    leader_id: int
+    leader: Optional[str]
+    term: int
+    commit_index: int
+    last_applied: int
+    servers: Tuple[ClusterServer, ...]
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def server(self, node_id: int) -> Optional[ClusterServer]:
+        """The server numbered ``node_id``, or ``None``."""
+        for s in self.servers:
+            if s.id == node_id:
+                return s
+        return None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ClusterStatus":
+        servers = tuple(sorted(
+            (ClusterServer(id=_int(s.get("id")), address=str(s.get("address") or ""),
+                           role=str(s.get("role") or ""),
+                           request_endpoint=s.get("request_endpoint"),
+                           events_endpoint=s.get("events_endpoint"))
+             for s in (d.get("servers") or ()) if isinstance(s, Mapping)),
+            key=lambda s: s.id))
+        return cls(node_id=_int(d.get("node_id")), state=str(d.get("state") or ""),
+                   leading=bool(d.get("leading", False)), leader_id=_int(d.get("leader_id")),
+                   leader=d.get("leader"), term=_int(d.get("term")),
+                   commit_index=_int(d.get("commit_index")),
+                   last_applied=_int(d.get("last_applied")), servers=servers,
+                   raw={k: v for k, v in d.items() if k not in ("ok", "rid")})

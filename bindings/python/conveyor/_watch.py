@@ -16,7 +16,8 @@ from typing import (Any, Callable, Deque, Dict, Generator, Iterator, List,
 
 import zmq
 
-from ._client import Client, ServerArg, client_for
+from ._client import Client, ServerArg, _Link, client_for
+from ._endpoints import EndpointsArg
 from ._errors import Compacted, Error, NotFound
 from ._security import Security
 from ._types import Event, Group, Service
@@ -30,6 +31,11 @@ Proc = Generator[Request, Reply, None]
 
 HEARTBEAT_TOPIC = "sys/heartbeat"
 _PAGE = 1000
+#: In a cluster, a subscription silent this long (heartbeats come every
+#: second) makes the watch ask whether its node is still there.
+SILENCE_S = 3.0
+#: At most one such probe this often.
+PROBE_EVERY_S = 0.5
 
 
 def _overlaps(prefix: str, area: str) -> bool:
@@ -72,6 +78,9 @@ class _WatchCore:
         self.recoveries = 0
         self.gaps = 0
         self.restarts = 0
+        #: In a cluster, nodes may lag one another a little: a ``seq`` going
+        #: back is not a restart there.
+        self.clustered = False
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -180,6 +189,12 @@ class _WatchCore:
                 self.cursor = max(self.cursor, page.seq)
             return
 
+    def catch_up(self) -> Proc:
+        """After moving to another node: every event under the prefix after
+        the last checked one (the same ``seq`` on every node; those already
+        delivered are dropped); a snapshot only if they are gone."""
+        yield from self.recover(self.cursor, self.prefix, advance_cursor=True)
+
     def message(self, topic: str, body: Any) -> Proc:
         """Handle one message of the subscription."""
         if not isinstance(body, dict):
@@ -211,8 +226,13 @@ class _WatchCore:
         if not isinstance(seq, int):
             return
         if seq < self.max_seen:
+            if self.clustered:
+                return   # a node lagging a little (seq is the same on every node)
             # Sequence numbers went back: a restarted server? Ask it.
             hello = yield {"op": "hello"}
+            if hello.get("leader"):
+                self.clustered = True
+                return
             if int(hello.get("seq", 0)) < self.max_seen:
                 log.warning("watch %r: server restarted (seq %d < %d): new snapshot",
                             self.prefix, seq, self.max_seen)
@@ -266,6 +286,15 @@ class Watch:
     (its ``seq`` went back), a fresh ``snapshot`` event is yielded: treat it
     as the new state. Events of one root always come in ``seq`` order.
 
+    In a cluster the watch follows the node its client uses (the leader at
+    first): when the client moves to another node (failover), or the
+    subscription drops or falls silent and ``hello`` finds another node, it
+    subscribes to that node's events and fetches what it may have missed
+    with ``events_since`` from the last ``seq`` it checked (``seq`` is the
+    same on every node; events already delivered are dropped), so no event
+    is lost or repeated. Only when that history is gone (``Compacted``) does
+    a new snapshot come.
+
     Prefixes: ``"service/"`` (all services), ``"service/<name>/"``,
     ``"group/<id>/"``, ``"topic/"``, ``""`` (everything), ... (keep the
     trailing slash).
@@ -282,8 +311,9 @@ class Watch:
     Args:
         prefix: the topic prefix.
         callback: run the callback form.
-        server: the daemon's request endpoint (``endpoint`` is an alias), or
-            a :class:`Client` whose endpoint, timeout and security are reused.
+        server: the daemon's request endpoint (``endpoint`` is an alias; a
+            cluster's: a list, or a comma-separated string), or a
+            :class:`Client` whose endpoints, timeout and security are reused.
         snapshot: ``False`` to skip the initial snapshot (events from now on).
         since: start after this ``seq`` instead (resume), replaying history.
         timeout: reply timeout in seconds.
@@ -295,7 +325,7 @@ class Watch:
     """
 
     def __init__(self, prefix: str = "", callback: Optional[Callable[[Event], Any]] = None, *,
-                 server: ServerArg = None, endpoint: Optional[str] = None,
+                 server: ServerArg = None, endpoint: Optional[EndpointsArg] = None,
                  snapshot: bool = True, since: Optional[int] = None,
                  timeout: Optional[float] = None,
                  security: Optional[Security] = None) -> None:
@@ -309,18 +339,26 @@ class Watch:
         self._stop = threading.Event()
         self._retry: Deque[Tuple[str, Any]] = collections.deque()
         self._retry_at = 0.0
-        self._sub: Optional[zmq.Socket] = None
+        self._sub_link: Optional[_Link] = None
+        self._node: Optional[str] = None
+        self._resync = False
+        self._last_msg = time.monotonic()
+        self._probe_at = 0.0
         self._thread: Optional[threading.Thread] = None
         self.last_heartbeat: Optional[float] = None
+        #: How many times the watch moved to another node's events.
+        self.switches = 0
         try:
-            hello = self._client.hello()
-            sub = self._client._socket(zmq.SUB)
-            sub.connect(hello.events_endpoint)
-            sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
-            if not HEARTBEAT_TOPIC.startswith(prefix):
-                sub.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC.encode())
-            self._sub = sub
+            # In a cluster: the leader's events (snapshots are read there).
+            hello = self._client._hello_leader()
+            self._core.clustered = self._client._eps.multi or bool(hello.leader)
+            self._subscribe(hello.events_endpoint)
             run_proc(self._client, self._core.start(snapshot, since))
+            # A single daemon: events lost before the subscription was live
+            # are found by the heartbeats; a cluster's watch also catches up
+            # at its first message, to keep events in seq order.
+            self._resync = self._client._eps.multi
+            self._follow_node()
         except BaseException:
             self._release()
             raise
@@ -330,13 +368,80 @@ class Watch:
                                             name=f"conveyor-watch-{prefix}")
             self._thread.start()
 
+    # -- following a node ----------------------------------------------------
+
+    @property
+    def _sub(self) -> Optional[zmq.Socket]:
+        return self._sub_link.sock if self._sub_link is not None else None
+
+    @property
+    def node(self) -> Optional[str]:
+        """The request endpoint of the node whose events the watch follows."""
+        return self._node
+
+    def _subscribe(self, events_endpoint: str) -> None:
+        """Subscribe on the node the client uses (a fresh socket, closing
+        the old one). With several nodes, a monitor tells when it drops."""
+        link = _Link(self._client._socket(zmq.SUB), events_endpoint, self._client._eps.multi)
+        link.sock.setsockopt(zmq.SUBSCRIBE, self.prefix.encode())
+        if not HEARTBEAT_TOPIC.startswith(self.prefix):
+            link.sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC.encode())
+        if self._sub_link is not None:
+            self._sub_link.close()
+        self._sub_link = link
+        self._node = self._client.endpoint
+        self._last_msg = time.monotonic()
+        # Until the new subscription delivers something (then it is live),
+        # what is published may be missed: catch up again then.
+        self._resync = True
+
+    def _follow_node(self) -> None:
+        """If the client moved to another node (failover, redirect), take
+        that node's events and catch up from the last checked ``seq``."""
+        for _ in range(3):
+            if self._client.endpoint == self._node:
+                return
+            old = self._node
+            events = self._client.events_endpoint   # may move on again
+            if self._client.endpoint != self._node:
+                self._subscribe(events)
+                self.switches += 1
+                log.info("watch %r: following the events of %s (was %s), from seq %d",
+                         self.prefix, self._node, old, self._core.cursor)
+                run_proc(self._client, self._core.catch_up())
+
+    def _check_node(self) -> None:
+        """Is the node still there? Asked when its subscription dropped or
+        fell silent (clients of several nodes only); a failed ``hello``
+        moves the client on, and the watch follows it."""
+        link = self._sub_link
+        if link is None or not self._client._eps.multi:
+            return
+        now = time.monotonic()
+        dropped = link.drain()
+        if not dropped and now - self._last_msg < SILENCE_S:
+            return
+        if now < self._probe_at:
+            return
+        self._probe_at = now + PROBE_EVERY_S
+        log.debug("watch %r: events of %s %s: asking", self.prefix, self._node,
+                  "dropped" if dropped else "silent")
+        self._client.hello()
+        self._follow_node()
+
     # -- receiving -----------------------------------------------------------
 
     def _handle(self, topic: str, body: Any) -> bool:
         if topic == HEARTBEAT_TOPIC:
             self.last_heartbeat = time.monotonic()
         try:
+            if self._resync:
+                # The first message of a new subscription: it is live, so
+                # every later event comes through it; fetch what came before.
+                run_proc(self._client, self._core.catch_up())
+                self._resync = False
             run_proc(self._client, self._core.message(topic, body))
+            self._follow_node()
             return True
         except Error as exc:
             log.warning("watch %r: %s; will retry", self.prefix, exc)
@@ -344,7 +449,6 @@ class Watch:
 
     def _pump(self, wait: float) -> None:
         """Move what arrives within ``wait`` seconds into the ready queue."""
-        assert self._sub is not None
         if self._retry:
             # A message whose recovery failed: retry it before any later one.
             now = time.monotonic()
@@ -358,11 +462,20 @@ class Watch:
                     return
                 self._retry.popleft()
             return
-        if not self._sub.poll(max(0, int(wait * 1000))):
+        try:
+            self._check_node()
+        except Error as exc:
+            log.debug("watch %r: no node answers: %s", self.prefix, exc)
+        sub = self._sub
+        assert sub is not None
+        if not sub.poll(max(0, int(wait * 1000))):
             return
+        self._last_msg = time.monotonic()
         while not self._core.ready:
+            sub = self._sub
+            assert sub is not None
             try:
-                frames = self._sub.recv_multipart(zmq.NOBLOCK)
+                frames = sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             if len(frames) != 2:
@@ -451,9 +564,9 @@ class Watch:
         return self._closed
 
     def _release(self) -> None:
-        if self._sub is not None:
-            self._sub.close(0)
-            self._sub = None
+        if self._sub_link is not None:
+            self._sub_link.close()
+            self._sub_link = None
         self._client.close()
 
     def close(self, timeout: float = 2.0) -> None:

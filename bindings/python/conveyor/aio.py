@@ -22,6 +22,7 @@ import asyncio
 import collections
 import itertools
 import random
+import uuid
 import time
 from typing import (Any, AsyncIterator, Deque, Dict, Iterable, Mapping,
                     Optional, Sequence, Tuple, Union)
@@ -29,13 +30,16 @@ from typing import (Any, AsyncIterator, Deque, Dict, Iterable, Mapping,
 import zmq
 import zmq.asyncio
 
-from ._client import _curve_hint
-from ._errors import Error, Timeout, error_from_reply
+from ._client import (_curve_hint, _Link, _read_reply, default_try_timeout,
+                      member_id_for)
+from ._endpoints import (Endpoints, EndpointsArg, Outcome, Plan, call_plan,
+                         wildcard_endpoint)
+from ._errors import Error
 from ._security import Security, apply_security, check_security
-from ._types import (Event, EventsPage, Group, GroupHeartbeat, GroupList, Hello,
-                     JoinResult, Lease, Service, ServiceList, Topic,
-                     TopicPartition)
-from ._watch import HEARTBEAT_TOPIC, Proc, _WatchCore
+from ._types import (ClusterStatus, Event, EventsPage, Group, GroupHeartbeat,
+                     GroupList, Hello, JoinResult, Lease, Service, ServiceList,
+                     Topic, TopicPartition)
+from ._watch import HEARTBEAT_TOPIC, PROBE_EVERY_S, SILENCE_S, Proc, _WatchCore
 from ._wire import (DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, Offsets, build_request,
                     log, offsets_list, pack, parse_events, parse_group,
                     parse_group_heartbeat, parse_groups, parse_hello,
@@ -46,6 +50,10 @@ from ._wire import (DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, Offsets, build_request,
 __all__ = ["AsyncClient", "AsyncWatch"]
 
 
+# Writes the server deduplicates by client_id and rid (docs/protocol.md).
+_WRITES = frozenset(("register", "deregister", "create_topic", "join_group", "leave_group",
+                     "commit_offsets", "delete_group"))
+
 class AsyncClient:
     """The asyncio client: one DEALER socket; calls from concurrent tasks
     are serialized by an ``asyncio.Lock`` and matched by ``rid``. A call
@@ -53,25 +61,55 @@ class AsyncClient:
     the socket is replaced). Use ``async with`` or :meth:`close`. Use it
     from one event loop.
 
+    ``endpoint`` is one request endpoint, or a cluster's: a list or a
+    comma-separated string; calls then follow ``NOT_LEADER`` redirects and
+    move on to the next node when a try gets no reply within
+    ``try_timeout``, as :class:`conveyor.Client` does.
+
     ``security``: CurveZMQ credentials (:class:`conveyor.Security`) for a
     daemon started with ``--curve-secret``/``--curve-clients``, used by its
     socket and by the sockets of the :class:`AsyncWatch` made from it.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = DEFAULT_TIMEOUT,
-                 *, context: Optional[zmq.asyncio.Context] = None,
-                 security: Optional[Security] = None) -> None:
-        self.endpoint = endpoint
+    def __init__(self, endpoint: EndpointsArg = DEFAULT_ENDPOINT,
+                 timeout: float = DEFAULT_TIMEOUT, *,
+                 context: Optional[zmq.asyncio.Context] = None,
+                 security: Optional[Security] = None,
+                 try_timeout: Optional[float] = None) -> None:
+        self._eps = Endpoints(endpoint)
         self.timeout = float(timeout)
+        #: With several nodes, how long one try waits before the next node.
+        self.try_timeout = (float(try_timeout) if try_timeout is not None
+                            else default_try_timeout(self.timeout))
         #: The CurveZMQ credentials of this client's sockets, or ``None``.
         self.security: Optional[Security] = check_security(security)
         self._ctx = context if context is not None else zmq.asyncio.Context.instance()
         self._lock: Optional[asyncio.Lock] = None   # made in the loop that uses it
         self._rid = itertools.count(random.randrange(1, 1 << 30))
+        # Sent with every write: a retry of a write (same rid) whose reply was
+        # lost is answered once by a server with a data dir (no double apply).
+        self._client_id = "py-" + uuid.uuid4().hex
+        self._call_rid = 0
         self._hello: Optional[Hello] = None
+        self._hellos: Dict[str, Hello] = {}
         self._closed = False
-        self._sock: Optional[zmq.asyncio.Socket] = None
+        self._link: Optional[_Link] = None
         self._open_socket()
+
+    @property
+    def endpoint(self) -> str:
+        """The request endpoint of the node calls go to now."""
+        return self._eps.current
+
+    @property
+    def endpoints(self) -> Tuple[str, ...]:
+        """Every node known: those given, then leaders learnt from redirects."""
+        return tuple(self._eps.endpoints)
+
+    @property
+    def switches(self) -> int:
+        """How many times calls moved to another node."""
+        return self._eps.switches
 
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
         """A new socket with no linger and the client's credentials (not connected)."""
@@ -85,70 +123,144 @@ class AsyncClient:
         return sock
 
     def _open_socket(self) -> None:
-        sock = self._socket(zmq.DEALER)
-        sock.connect(self.endpoint)
-        self._sock = sock
+        self._link = _Link(self._socket(zmq.DEALER), self._eps.current, self._eps.multi)
 
     def _reset_socket(self) -> None:
-        if self._sock is not None:
-            self._sock.close(0)
-            self._sock = None
-        if not self._closed:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        if not self._closed and not self._eps.multi:
             self._open_socket()
+
+    @property
+    def _sock(self) -> Optional[zmq.asyncio.Socket]:
+        return self._link.sock if self._link is not None else None
 
     async def call(self, op: str, timeout: Optional[float] = None, **fields: Any) -> Dict[str, Any]:
         """Send any operation; return its reply map (see :meth:`Client.call`)."""
+        return await self._call(op, fields, timeout)
+
+    async def _call(self, op: str, fields: Mapping[str, Any], timeout: Optional[float] = None,
+                    gone: Tuple[str, ...] = ()) -> Dict[str, Any]:
+        return (await self._call_node(op, fields, timeout, gone))[0]
+
+    async def _call_node(self, op: str, fields: Mapping[str, Any],
+                         timeout: Optional[float] = None,
+                         gone: Tuple[str, ...] = ()) -> Tuple[Dict[str, Any], str]:
+        """The reply, and the endpoint of the node that gave it."""
         wait = self.timeout if timeout is None else float(timeout)
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._closed or self._sock is None:
+            if self._closed:
                 raise Error("CLOSED", "the client is closed")
-            sock = self._sock
-            rid = next(self._rid)
-            deadline = time.monotonic() + wait
+            self._call_rid = next(self._rid)
+            if op in _WRITES and "client_id" not in fields:
+                fields = dict(fields, client_id=self._client_id)
+            plan: Plan = call_plan(self._eps, op, wait, self.try_timeout,
+                                   _curve_hint(self.security))
             try:
-                await sock.send(pack(build_request(op, rid, fields)), zmq.NOBLOCK)
-            except zmq.Again:
-                self._reset_socket()
-                raise Timeout("TIMEOUT", f"{op}: cannot queue the request to {self.endpoint}") from None
-            try:
+                action = next(plan)
                 while True:
-                    left = deadline - time.monotonic()
-                    if left <= 0 or not await sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
-                        self._reset_socket()
-                        raise Timeout("TIMEOUT", f"no reply to {op} from {self.endpoint} "
-                                                 f"within {wait:g} s"
-                                                 f"{_curve_hint(self.security)}")
-                    frames = await sock.recv_multipart()
-                    if len(frames) != 1:
-                        continue
-                    try:
-                        reply = unpack(frames[0])
-                    except Exception:  # noqa: BLE001
-                        log.warning("dropping an undecodable reply from %s", self.endpoint)
-                        continue
-                    if not isinstance(reply, dict) or reply.get("rid") != rid:
-                        continue
-                    if reply.get("ok") is True:
-                        return reply
-                    raise error_from_reply(reply)
-            except asyncio.CancelledError:
-                # The reply may come later: a fresh socket keeps it away.
-                self._reset_socket()
+                    if action[0] == "try":
+                        outcome: Optional[Outcome] = await self._try(
+                            op, fields, action[1], action[2], wait)
+                    else:
+                        await asyncio.sleep(action[1])
+                        outcome = None
+                    action = plan.send(outcome)   # type: ignore[arg-type]
+            except StopIteration as stop:
+                return stop.value, self._eps.current
+            except Error as exc:
+                if exc.code in gone and exc.retried:
+                    log.info("%s: %s after a try that got no reply: taken as done", op, exc.code)
+                    return {"ok": True, "retried": True}, self._eps.current
                 raise
 
+    async def _try(self, op: str, fields: Mapping[str, Any], endpoint: str, until: float,
+                   wait: float) -> Outcome:
+        if self._closed:
+            raise Error("CLOSED", "the client is closed")
+        link = self._link
+        if link is None or link.endpoint != endpoint:
+            if link is not None:
+                link.close()
+                self._link = None
+            self._open_socket()
+            link = self._link
+            assert link is not None
+        if link.used:
+            link.drain()
+        link.used = True
+        sock = link.sock
+        rid = self._call_rid       # the call's: every try of it is the same request
+        started = time.monotonic()
+        try:
+            await sock.send(pack(build_request(op, rid, fields)), zmq.NOBLOCK)
+        except zmq.Again:
+            self._reset_socket()
+            return ("noreply", (False, f"{op}: cannot queue the request to {endpoint}"))
+        poller = zmq.asyncio.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if link.mon is not None:
+            poller.register(link.mon, zmq.POLLIN)
+        try:
+            while True:
+                left = until - time.monotonic()
+                ready = (dict(await poller.poll(max(1, int(left * 1000))))
+                         if left > 0 else {})
+                if not ready:
+                    if time.monotonic() < until:
+                        continue
+                    self._reset_socket()
+                    if self._eps.multi:
+                        why = f"no reply to {op} from {endpoint} within {until - started:.3g} s"
+                    else:
+                        why = (f"no reply to {op} from {endpoint} within {wait:g} s"
+                               f"{_curve_hint(self.security)}")
+                    return ("noreply", (True, why))
+                if sock in ready:
+                    reply = _read_reply(await sock.recv_multipart(), rid, endpoint)
+                    if reply is not None:
+                        return ("reply", reply)
+                if link.mon is not None and link.mon in ready and link.drain():
+                    while await sock.poll(0, zmq.POLLIN):
+                        reply = _read_reply(await sock.recv_multipart(), rid, endpoint)
+                        if reply is not None:
+                            return ("reply", reply)
+                    self._reset_socket()
+                    return ("noreply", (True, f"lost the connection to {endpoint}"))
+        except asyncio.CancelledError:
+            # The reply may come later: a fresh socket keeps it away.
+            self._reset_socket()
+            raise
+
     def clone(self) -> "AsyncClient":
-        """A new client on the same endpoint, timeout and credentials."""
-        return AsyncClient(self.endpoint, self.timeout, context=self._ctx,
-                           security=self.security)
+        """A new client on the same endpoints (starting at the node in use),
+        timeout and credentials."""
+        return AsyncClient._derived(self, None, None)
+
+    @staticmethod
+    def _derived(parent: "AsyncClient", timeout: Optional[float],
+                 security: Optional[Security]) -> "AsyncClient":
+        c = AsyncClient(list(parent._eps.endpoints),
+                        parent.timeout if timeout is None else timeout, context=parent._ctx,
+                        security=security if security is not None else parent.security,
+                        try_timeout=parent.try_timeout if timeout is None else None)
+        if parent._eps.current != c._eps.current:
+            c._eps.prefer(parent._eps.current)
+            c._eps.switches = 0
+            c._reset_socket()
+            if c._link is None:
+                c._open_socket()
+        return c
 
     def close(self) -> None:
         """Close the socket."""
         self._closed = True
-        if self._sock is not None:
-            self._sock.close(0)
-            self._sock = None
+        if self._link is not None:
+            self._link.close()
+            self._link = None
 
     @property
     def closed(self) -> bool:
@@ -162,21 +274,35 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         curve = ", security=..." if self.security is not None else ""
-        return f"AsyncClient({self.endpoint!r}, timeout={self.timeout:g}{curve})"
+        eps = self._eps.endpoints
+        where = repr(eps[0]) if len(eps) == 1 else repr(list(eps))
+        return f"AsyncClient({where}, timeout={self.timeout:g}{curve})"
 
     # -- operations (see conveyor.Client for their documentation) -------------
 
     async def hello(self) -> Hello:
-        h = parse_hello(await self.call("hello"), self.endpoint)
+        reply, node = await self._call_node("hello", {})
+        h = parse_hello(reply, node)
         self._hello = h
+        self._hellos[node] = h
+        return h
+
+    async def _hello_leader(self) -> Hello:
+        """``hello``; in a cluster, then move to the leader it names."""
+        h = await self.hello()
+        leader = h.leader
+        if (isinstance(leader, str) and leader and leader != self._eps.current
+                and not wildcard_endpoint(leader) and self._eps.trusted(leader)):
+            self._eps.prefer(leader)
+            h = await self.hello()
         return h
 
     async def events_endpoint(self) -> str:
-        """The server's event endpoint (wildcard host resolved)."""
-        if self._hello is None:
-            await self.hello()
-        assert self._hello is not None
-        return self._hello.events_endpoint
+        """The event endpoint of the node in use (wildcard host resolved)."""
+        h = self._hellos.get(self._eps.current)
+        if h is None:
+            h = await self.hello()
+        return h.events_endpoint
 
     async def register(self, service_id: str, service_name: str, service_type: str,
                        endpoint: str, labels: Optional[Mapping[str, str]] = None,
@@ -192,7 +318,7 @@ class AsyncClient:
         return parse_lease(await self.call("heartbeat", service_id=service_id, health=health))
 
     async def deregister(self, service_id: str) -> None:
-        await self.call("deregister", service_id=service_id)
+        await self._call("deregister", {"service_id": service_id}, gone=("NOT_FOUND",))
 
     async def get_service(self, service_id: str) -> Service:
         return parse_service(await self.call("get_service", service_id=service_id))
@@ -225,13 +351,16 @@ class AsyncClient:
                          service_id: Optional[str] = None, instance_id: Optional[str] = None,
                          session_timeout_ms: Optional[int] = None,
                          assignor: Optional[str] = None) -> JoinResult:
+        if not member_id and self._eps.multi:
+            member_id = member_id_for(service_name)
         return parse_join(await self.call(
             "join_group", group_id=group_id, topics=list(topics), member_id=member_id,
             service_name=service_name, service_id=service_id, instance_id=instance_id,
             session_timeout_ms=session_timeout_ms, assignor=assignor))
 
     async def leave_group(self, group_id: str, member_id: str) -> None:
-        await self.call("leave_group", group_id=group_id, member_id=member_id)
+        await self._call("leave_group", {"group_id": group_id, "member_id": member_id},
+                         gone=("UNKNOWN_MEMBER", "NOT_FOUND"))
 
     async def group_heartbeat(self, group_id: str, member_id: str,
                               generation: int) -> GroupHeartbeat:
@@ -257,7 +386,16 @@ class AsyncClient:
             partitions=tp_list(partitions) if partitions is not None else None))
 
     async def delete_group(self, group_id: str) -> None:
-        await self.call("delete_group", group_id=group_id)
+        await self._call("delete_group", {"group_id": group_id}, gone=("NOT_FOUND",))
+
+    async def cluster_status(self) -> ClusterStatus:
+        return ClusterStatus.from_dict(await self.call("cluster_status"))
+
+    async def cluster_add(self, node_id: int, address: str) -> None:
+        await self.call("cluster_add", node_id=int(node_id), address=address)
+
+    async def cluster_remove(self, node_id: int) -> None:
+        await self.call("cluster_remove", node_id=int(node_id))
 
 
 async def run_proc_async(client: AsyncClient, proc: Proc) -> None:
@@ -289,15 +427,18 @@ class AsyncWatch:
 
     ``async with AsyncWatch(prefix, server=...) as w: async for ev in w: ...``
     or ``w = AsyncWatch(...); await w.start(); ev = await w.get(timeout)``;
-    :meth:`close` ends the iteration. ``server`` is an endpoint or an
-    :class:`AsyncClient` (its endpoint, timeout and credentials are reused;
-    the watch opens its own sockets). ``security``: CurveZMQ credentials
+    :meth:`close` ends the iteration. ``server`` is an endpoint (a
+    cluster's: a list, or a comma-separated string) or an
+    :class:`AsyncClient` (its endpoints, timeout and credentials are reused;
+    the watch opens its own sockets). In a cluster it follows its client's
+    node as :class:`conveyor.Watch` does. ``security``: CurveZMQ credentials
     (:class:`conveyor.Security`) for a secured daemon, used on the request
     and the event socket (default: those of the ``server`` client, if any).
     """
 
-    def __init__(self, prefix: str = "", *, server: Union[str, AsyncClient, None] = None,
-                 endpoint: Optional[str] = None, snapshot: bool = True,
+    def __init__(self, prefix: str = "", *,
+                 server: Union[str, Sequence[str], AsyncClient, None] = None,
+                 endpoint: Optional[EndpointsArg] = None, snapshot: bool = True,
                  since: Optional[int] = None, timeout: Optional[float] = None,
                  security: Optional[Security] = None) -> None:
         if server is not None and endpoint is not None:
@@ -305,11 +446,7 @@ class AsyncWatch:
         check_security(security)
         server = server if server is not None else endpoint
         if isinstance(server, AsyncClient):
-            self._client = AsyncClient(server.endpoint,
-                                       server.timeout if timeout is None else timeout,
-                                       context=server._ctx,
-                                       security=security if security is not None
-                                       else server.security)
+            self._client = AsyncClient._derived(server, timeout, security)
         else:
             self._client = AsyncClient(server or DEFAULT_ENDPOINT,
                                        DEFAULT_TIMEOUT if timeout is None else timeout,
@@ -318,44 +455,100 @@ class AsyncWatch:
         self._snapshot = snapshot
         self._since = since
         self._core = _WatchCore(prefix)
-        self._sub: Optional[zmq.asyncio.Socket] = None
+        self._sub_link: Optional[_Link] = None
+        self._node: Optional[str] = None
+        self._resync = False
+        self._last_msg = time.monotonic()
+        self._probe_at = 0.0
         self._started = False
         self._closed = False
         self._retry: Deque[Tuple[str, Any]] = collections.deque()
         self._retry_at = 0.0
         self.last_heartbeat: Optional[float] = None
+        #: How many times the watch moved to another node's events.
+        self.switches = 0
 
     async def start(self) -> "AsyncWatch":
         """Subscribe and take the first snapshot (errors are raised here)."""
         if self._started:
             return self
         try:
-            hello = await self._client.hello()
-            sub = self._client._socket(zmq.SUB)
-            sub.connect(hello.events_endpoint)
-            sub.setsockopt(zmq.SUBSCRIBE, self.prefix.encode())
-            if not HEARTBEAT_TOPIC.startswith(self.prefix):
-                sub.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC.encode())
-            self._sub = sub
+            hello = await self._client._hello_leader()
+            self._core.clustered = self._client._eps.multi or bool(hello.leader)
+            self._subscribe(hello.events_endpoint)
             await run_proc_async(self._client, self._core.start(self._snapshot, self._since))
+            self._resync = self._client._eps.multi
+            await self._follow_node()
         except BaseException:
             self.close()
             raise
         self._started = True
         return self
 
+    @property
+    def _sub(self) -> Optional[zmq.asyncio.Socket]:
+        return self._sub_link.sock if self._sub_link is not None else None
+
+    @property
+    def node(self) -> Optional[str]:
+        """The request endpoint of the node whose events the watch follows."""
+        return self._node
+
+    def _subscribe(self, events_endpoint: str) -> None:
+        link = _Link(self._client._socket(zmq.SUB), events_endpoint, self._client._eps.multi)
+        link.sock.setsockopt(zmq.SUBSCRIBE, self.prefix.encode())
+        if not HEARTBEAT_TOPIC.startswith(self.prefix):
+            link.sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC.encode())
+        if self._sub_link is not None:
+            self._sub_link.close()
+        self._sub_link = link
+        self._node = self._client.endpoint
+        self._last_msg = time.monotonic()
+        self._resync = True
+
+    async def _follow_node(self) -> None:
+        """As :meth:`conveyor.Watch._follow_node`."""
+        for _ in range(3):
+            if self._client.endpoint == self._node:
+                return
+            old = self._node
+            events = await self._client.events_endpoint()
+            if self._client.endpoint != self._node:
+                self._subscribe(events)
+                self.switches += 1
+                log.info("watch %r: following the events of %s (was %s), from seq %d",
+                         self.prefix, self._node, old, self._core.cursor)
+                await run_proc_async(self._client, self._core.catch_up())
+
+    async def _check_node(self) -> None:
+        link = self._sub_link
+        if link is None or not self._client._eps.multi:
+            return
+        now = time.monotonic()
+        dropped = link.drain()
+        if not dropped and now - self._last_msg < SILENCE_S:
+            return
+        if now < self._probe_at:
+            return
+        self._probe_at = now + PROBE_EVERY_S
+        await self._client.hello()
+        await self._follow_node()
+
     async def _handle(self, topic: str, body: Any) -> bool:
         if topic == HEARTBEAT_TOPIC:
             self.last_heartbeat = time.monotonic()
         try:
+            if self._resync:
+                await run_proc_async(self._client, self._core.catch_up())
+                self._resync = False
             await run_proc_async(self._client, self._core.message(topic, body))
+            await self._follow_node()
             return True
         except Error as exc:
             log.warning("watch %r: %s; will retry", self.prefix, exc)
             return False
 
     async def _pump(self, wait: float) -> None:
-        assert self._sub is not None
         if self._retry:
             now = time.monotonic()
             if now < self._retry_at:
@@ -368,8 +561,13 @@ class AsyncWatch:
                     return
                 self._retry.popleft()
             return
-        if not await self._sub.poll(max(0, int(wait * 1000)), zmq.POLLIN):
+        try:
+            await self._check_node()
+        except Error as exc:
+            log.debug("watch %r: no node answers: %s", self.prefix, exc)
+        if self._sub is None or not await self._sub.poll(max(0, int(wait * 1000)), zmq.POLLIN):
             return
+        self._last_msg = time.monotonic()
         while not self._core.ready and self._sub is not None:
             try:
                 frames = await self._sub.recv_multipart(zmq.NOBLOCK)
@@ -435,9 +633,9 @@ class AsyncWatch:
     def close(self) -> None:
         """Stop the watch; iteration ends."""
         self._closed = True
-        if self._sub is not None:
-            self._sub.close(0)
-            self._sub = None
+        if self._sub_link is not None:
+            self._sub_link.close()
+            self._sub_link = None
         self._client.close()
 
     async def __aenter__(self) -> "AsyncWatch":

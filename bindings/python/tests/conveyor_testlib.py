@@ -162,3 +162,84 @@ class Recorder:
     def snapshot(self) -> list:
         with self.lock:
             return list(self.calls)
+
+
+class Cluster:
+    """``n`` conveyord nodes of one raft cluster (``--peers``), each with
+    its own data directory; ``requests``/``events`` list their endpoints.
+    Node ``i`` (0-based) has raft id ``i + 1``."""
+
+    def __init__(self, base_dir: str, n: int = 3, election_timeout_ms: int = 300,
+                 **opts: object) -> None:
+        if not (os.path.isfile(CONVEYORD) and os.access(CONVEYORD, os.X_OK)):
+            pytest.fail(f"daemon binary {CONVEYORD} not found (set CONVEYORD)")
+        self.nodes: List[Daemon] = []
+        self.killed: List[int] = []
+        o = dict(DEFAULT_OPTS)
+        for k, v in opts.items():
+            o[k.replace("_", "-")] = str(v)
+        o["election-timeout-ms"] = str(election_timeout_ms)
+        for attempt in range(4):
+            raft = [free_port() for _ in range(n)]
+            peers = ",".join(f"{i + 1}=127.0.0.1:{raft[i]}" for i in range(n))
+            nodes = []
+            for i in range(n):
+                node_opts = dict(o)
+                node_opts.update({"data-dir": os.path.join(base_dir, f"try{attempt}-node{i + 1}"),
+                                  "node-id": str(i + 1), "peers": peers})
+                nodes.append(Daemon(node_opts, f"tcp://127.0.0.1:{free_port()}",
+                                    f"tcp://127.0.0.1:{free_port()}"))
+            if all(d.wait_ready() for d in nodes):
+                self.nodes = nodes
+                self.raft = [f"127.0.0.1:{p}" for p in raft]
+                return
+            errors = []
+            for d in nodes:
+                rc = d.stop()
+                errors.append(f"{d.argv} exit {rc}:\n{d.stderr()}")
+            if attempt == 3:
+                pytest.fail("the cluster did not start:\n" + "\n".join(errors))
+
+    @property
+    def requests(self) -> List[str]:
+        return [d.requests for d in self.nodes]
+
+    @property
+    def events(self) -> List[str]:
+        return [d.events for d in self.nodes]
+
+    def leader(self, timeout: float = 10.0) -> int:
+        """The index of the node that leads (as every live node sees it)."""
+        import conveyor   # the binding under test
+
+        def find():
+            seen = set()
+            lead = None
+            for i, d in enumerate(self.nodes):
+                if i in self.killed:
+                    continue
+                with conveyor.Client(d.requests, timeout=0.5) as c:
+                    try:
+                        st = c.cluster_status()
+                    except conveyor.Error:
+                        return None
+                seen.add(st.leader)
+                if st.leading:
+                    lead = i
+            if lead is not None and seen == {self.requests[lead]}:
+                return lead + 1   # truthy
+            return None
+        return wait_for(find, timeout, "a leader every live node agrees on", 0.05) - 1
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i``."""
+        self.killed.append(i)
+        self.nodes[i].stop(signal.SIGKILL)
+
+    def teardown(self) -> None:
+        bad = []
+        for i, d in enumerate(self.nodes):
+            rc = d.stop()
+            if i not in self.killed and rc != 0:
+                bad.append(f"{d.argv} exited {rc} on SIGTERM:\n" + "\n".join(d.lines[-20:]))
+        assert not bad, "\n".join(bad)
