@@ -94,6 +94,12 @@ SINGLES = {
                       "partitions": [["orders", 0], ["audit", 3]]},
     "fetch_offsets_all": {"op": "fetch_offsets", "rid": 29, "group_id": "g1"},
     "delete_group": {"op": "delete_group", "rid": 30, "group_id": "g1"},
+    "cluster_status": {"op": "cluster_status", "rid": 31},
+    "cluster_add": {"op": "cluster_add", "rid": 32, "node_id": 4, "address": "127.0.0.1:7442"},
+    "cluster_remove": {"op": "cluster_remove", "rid": 33, "node_id": 4},
+    "register_client_id": {"op": "register", "rid": 34, "client_id": "app-1",
+                           "service_id": "s-9", "service_name": "orders",
+                           "service_type": "source", "endpoint": "tcp://10.0.0.9:1"},
 }
 
 BURSTS = {
