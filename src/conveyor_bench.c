@@ -1189,13 +1189,11 @@ typedef struct {
     int64_t lease_floor_ms;     //  expire: a lease shorter than this fails
 } s_scn_t;
 
-//  Set-up registrations: svc-N, over 100 names and, independently of the
-//  name, 10 zones, so a name + zone query matches services / 1000.
+//  A registration of service id, named and labelled after n.
 static void
-s_req_register_item (s_worker_t *self, uint64_t n)
+s_write_register (s_worker_t *self, const char *id, uint64_t n)
 {
-    char id [32], name [32], zone [16];
-    snprintf (id, sizeof (id), "svc-%" PRIu64, n);
+    char name [32], zone [16];
     snprintf (name, sizeof (name), "name-%" PRIu64, n % 100);
     snprintf (zone, sizeof (zone), "z%" PRIu64, (n / 100) % 10);
     cvr_wr_kstr (self->wr, "op", "register");
@@ -1211,25 +1209,23 @@ s_req_register_item (s_worker_t *self, uint64_t n)
     cvr_wr_close (self->wr);
 }
 
+//  Set-up registrations: svc-N, over 100 names and, independently of the
+//  name, 10 zones, so a name + zone query matches services / 1000.
+static void
+s_req_register_item (s_worker_t *self, uint64_t n)
+{
+    char id [32];
+    snprintf (id, sizeof (id), "svc-%" PRIu64, n);
+    s_write_register (self, id, n);
+}
+
 //  `register`: a new service every time (ids per thread), the same shape.
 static void
 s_req_register_new (s_worker_t *self, uint64_t n)
 {
-    char id [48], name [32], zone [16];
+    char id [48];
     snprintf (id, sizeof (id), "reg-%d-%" PRIu64, self->index, n);
-    snprintf (name, sizeof (name), "name-%" PRIu64, n % 100);
-    snprintf (zone, sizeof (zone), "z%" PRIu64, (n / 100) % 10);
-    cvr_wr_kstr (self->wr, "op", "register");
-    cvr_wr_kstr (self->wr, "service_id", id);
-    cvr_wr_kstr (self->wr, "service_name", name);
-    cvr_wr_kstr (self->wr, "service_type", "transform");
-    cvr_wr_kstr (self->wr, "endpoint", "tcp://127.0.0.1:9000");
-    cvr_wr_kint (self->wr, "lease_ms", 600000);
-    cvr_wr_str (self->wr, "labels");
-    cvr_wr_map (self->wr);
-    cvr_wr_kstr (self->wr, "zone", zone);
-    cvr_wr_kstr (self->wr, "tier", n % 2 ? "gold" : "silver");
-    cvr_wr_close (self->wr);
+    s_write_register (self, id, n);
 }
 
 //  `heartbeat` and `limit`: the same bytes to either server.
