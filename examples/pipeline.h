@@ -31,6 +31,22 @@
 #include <msgpack.h>
 #include <inttypes.h>
 #include <string.h>
+#include <errno.h>
+#include <stdlib.h>
+
+//  Parses a whole decimal number within [min, max] (an option's value);
+//  0, or -1 when it is not one.
+static inline int
+pipeline_number (const char *text, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long value = strtoll (text, &end, 10);
+    if (errno || end == text || *end || value < min || value > max)
+        return -1;
+    *out = value;
+    return 0;
+}
 
 static inline uint32_t
 pipeline_fmix32 (uint32_t h)

@@ -179,18 +179,6 @@ s_write_report (source_t *self, const char *id, const char *path)
     return rename (tmp, path);
 }
 
-//  Parses a whole decimal number within [min, max]; 0 or -1.
-static int
-s_number (const char *text, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long value = strtoll (text, &end, 10);
-    if (errno || end == text || *end || value < min || value > max)
-        return -1;
-    *out = value;
-    return 0;
-}
 
 static void
 s_usage (FILE *file)
@@ -250,11 +238,11 @@ main (int argc, char *argv [])
             case 'l': listen = optarg; break;
             case 'a': advertise = optarg; break;
             case 't': self.topic = optarg; break;
-            case 'p': bad = s_number (optarg, 1, 100000, &self.partitions); break;
-            case 'N': bad = s_number (optarg, 0, INT64_MAX / 2, &self.records); break;
-            case 'r': bad = s_number (optarg, 0, 10000000, &self.rate); break;
-            case 'b': bad = s_number (optarg, 1, 100000, &self.max_batch); break;
-            case 'L': bad = s_number (optarg, 1, INT64_MAX / 2, &lease_ms); break;
+            case 'p': bad = pipeline_number (optarg, 1, 100000, &self.partitions); break;
+            case 'N': bad = pipeline_number (optarg, 0, INT64_MAX / 2, &self.records); break;
+            case 'r': bad = pipeline_number (optarg, 0, 10000000, &self.rate); break;
+            case 'b': bad = pipeline_number (optarg, 1, 100000, &self.max_batch); break;
+            case 'L': bad = pipeline_number (optarg, 1, INT64_MAX / 2, &lease_ms); break;
             case 'R': report = optarg; break;
             case 'k': server_key = optarg; break;
             case 'c': cert = optarg; break;

@@ -541,17 +541,6 @@ s_step (worker_t *self, int32_t partition, uint64_t epoch, int64_t next)
 
 //  --------------------------------------------------------------------------
 
-static int
-s_number (const char *text, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long value = strtoll (text, &end, 10);
-    if (errno || end == text || *end || value < min || value > max)
-        return -1;
-    *out = value;
-    return 0;
-}
 
 static void
 s_usage (FILE *file)
@@ -608,11 +597,11 @@ main (int argc, char *argv [])
             case 'g': self.group = optarg; break;
             case 't': self.topic = optarg; break;
             case 's': sink_name = optarg; break;
-            case 'S': bad = s_number (optarg, 1, INT64_MAX / 2, &session_ms); break;
-            case 'L': bad = s_number (optarg, 1, INT64_MAX / 2, &lease_ms); break;
-            case 'b': bad = s_number (optarg, 1, 100000, &number); self.batch = (int) number; break;
-            case 'P': bad = s_number (optarg, 1, 60000, &number); self.poll_ms = (int) number; break;
-            case 'T': bad = s_number (optarg, 1, 600000, &number); self.sink_timeout_ms = (int) number; break;
+            case 'S': bad = pipeline_number (optarg, 1, INT64_MAX / 2, &session_ms); break;
+            case 'L': bad = pipeline_number (optarg, 1, INT64_MAX / 2, &lease_ms); break;
+            case 'b': bad = pipeline_number (optarg, 1, 100000, &number); self.batch = (int) number; break;
+            case 'P': bad = pipeline_number (optarg, 1, 60000, &number); self.poll_ms = (int) number; break;
+            case 'T': bad = pipeline_number (optarg, 1, 600000, &number); self.sink_timeout_ms = (int) number; break;
             case 'j': journal = optarg; break;
             case 'k': server_key = optarg; break;
             case 'c': cert = optarg; break;
