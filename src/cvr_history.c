@@ -84,6 +84,10 @@ cvr_history_put (cvr_history_t *self, const char *topic, const char *root,
 {
     if (seq <= self->seq)
         return 0;
+    //  An empty history (a node starting from a snapshot) begins where the
+    //  events it is given begin.
+    if (self->seq == 0 && self->count == 0)
+        self->seq = seq - 1;
     if (seq != self->seq + 1)
         return -1;
     self->seq = seq;

@@ -44,8 +44,9 @@ cvr_err_t
 
 //  Keeps an event numbered elsewhere (by the committed state of the log):
 //  body is its final bytes with seq and prev. Events at or below the
-//  latest seq are already counted and ignored. Returns 0, or -1 when seq
-//  is not the next one (nothing kept then).
+//  latest seq are already counted and ignored; an empty history starts at
+//  the first one it is given. Returns 0, or -1 when seq is not the next
+//  one (nothing kept then).
 int
     cvr_history_put (cvr_history_t *self, const char *topic, const char *root,
                      uint64_t seq, const void *body, size_t size);

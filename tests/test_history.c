@@ -515,6 +515,14 @@ test_put_numbered (void **state)
         assert_int_equal (s_event_seq (&a, i, NULL), s_event_seq (&b, i, NULL));
     s_reply_free (&a);
     s_reply_free (&b);
+    //  An empty history starts where it is given (a node restored from a
+    //  snapshot at seq 41), then insists on the next.
+    cvr_history_t *late = cvr_history_new (8);
+    assert_int_equal (cvr_history_put (late, "t/x/y", "t/x", 42, "\x80", 1), 0);
+    assert_int_equal (cvr_history_seq (late), 42);
+    assert_int_equal (cvr_history_put (late, "t/x/y", "t/x", 44, "\x80", 1), -1);
+    assert_int_equal (cvr_history_put (late, "t/x/y", "t/x", 43, "\x80", 1), 0);
+    cvr_history_destroy (&late);
     //  The next event numbered by the mirror itself follows on, prev too.
     uint64_t next = s_append (mirror, w, "service/a/x", "service/a", 9);
     assert_int_equal (next, 4);
