@@ -207,6 +207,13 @@ main (int argc, char *argv [])
     if (rc == 0) {
         zstr_send (server, "START");
         char *status = zstr_recv (server);
+        //  SIGINT/SIGTERM while starting (the receive is interrupted): a
+        //  normal stop, not a failure.
+        if (!status && zsys_interrupted) {
+            zsys_info ("interrupted while starting: closing sockets and exiting");
+            zactor_destroy (&server);
+            return 0;
+        }
         if (!status || !streq (status, "0"))
             rc = s_fail ("%s", status ? status + 3 : "the server did not start");
         zstr_free (&status);
