@@ -2,11 +2,15 @@
 #include "cvr_log.h"
 #include "cvr_codec.h"
 #include <pthread.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 
 #define S_NUMBERING_RING 1      //  the committed side numbers, keeps nothing
 
 struct _cvr_log_t {
     cvr_raft_t *raft;               //  the engine, owned
+    int lock_fd;                    //  DIR/conveyord.lock, held (flock)
     cvr_state_limits_t limits;
     //  The committed side, touched by the raft thread (apply, snapshot,
     //  restore) and by cvr_log_copy, under the mutex.
@@ -237,6 +241,22 @@ cvr_log_new (const cvr_log_config_t *config)
 {
     cvr_log_t *self = (cvr_log_t *) zmalloc (sizeof (cvr_log_t));
     self->limits = config->limits;
+    //  One daemon per directory: a second one would interleave its writes
+    //  with the first's and corrupt the log. The lock goes with the process.
+    self->lock_fd = -1;
+    zsys_dir_create ("%s", config->data_dir);
+    char *path = zsys_sprintf ("%s/conveyord.lock", config->data_dir);
+    self->lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (self->lock_fd < 0 || flock (self->lock_fd, LOCK_EX | LOCK_NB)) {
+        zsys_error ("conveyord: %s: %s", path, self->lock_fd < 0 ? strerror (errno)
+                    : "the data directory is in use by another conveyord");
+        zstr_free (&path);
+        if (self->lock_fd >= 0)
+            close (self->lock_fd);
+        free (self);
+        return NULL;
+    }
+    zstr_free (&path);
     pthread_mutex_init (&self->mutex, NULL);
     self->committed = cvr_state_new (&self->limits);
     self->numbering = cvr_history_new (S_NUMBERING_RING);
@@ -293,6 +313,8 @@ cvr_log_destroy (cvr_log_t **self_p)
     cvr_wr_destroy (&self->replies);
     cvr_dedup_destroy (&self->dedup);
     pthread_mutex_destroy (&self->mutex);
+    if (self->lock_fd >= 0)
+        close (self->lock_fd);          //  releases the lock
     free (self);
     *self_p = NULL;
 }
