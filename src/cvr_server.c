@@ -2062,6 +2062,11 @@ s_start (cvr_server_t *self)
     zsock_set_maxmsgsize (self->router, (int) (config->max_message_bytes * 16 > INT32_MAX
                                                ? INT32_MAX : config->max_message_bytes * 16));
     zsock_set_linger (self->router, 0);
+    //  Replies queued per client before ROUTER drops them: well above any
+    //  window a client keeps in flight (libzmq's default of 1,000 dropped
+    //  replies to a client with 1,024 in flight that read promptly, when a
+    //  drain of the socket or a committed log entry sent them in a burst).
+    zsock_set_sndhwm (self->router, 20000);
     zsock_set_linger (self->pub, 0);
     zsock_set_sndhwm (self->pub, 100000);
     if (s_bind (self, self->router, self->listen, "request")

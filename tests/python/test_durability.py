@@ -924,8 +924,8 @@ def test_second_daemon_on_a_dir_in_use_is_refused(node_factory):
     served = other.wait_ready(fail=False)
     if served:
         other.stop()
-    assert not served, "a second daemon serves on a DIR in use:\n" + other.stderr()
     node.alive.remove(other)
+    assert not served, "a second daemon serves on a DIR in use:\n" + other.stderr()
     assert other.rc == 2, f"exit {other.rc!r}: " + other.stderr()
     # The first one is unaffected, and so is its DIR.
     reg(c, "second", name="lock")
