@@ -310,8 +310,11 @@ class Daemon:
     def wait_ready(self, fail=True):
         self._ready.wait(START_TIMEOUT)
         if self.requests is None:
-            rc = self.proc.poll()
-            if rc is None:
+            # stderr closed (or the wait ran out): the exit follows at once
+            # if it is exiting.
+            try:
+                rc = self.proc.wait(2)
+            except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
                 rc = "still running"

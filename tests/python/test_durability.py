@@ -587,7 +587,8 @@ def test_kill_mid_load_loses_nothing_acknowledged(node_factory):
                 f"load too slow: acks {[len(ld.acked) for ld in loaders]}"
             assert all(ld.is_alive() for ld in loaders), [ld.error for ld in loaders]
             sub._pump(0.05)
-        assert all(ld.sent for ld in loaders), "nothing in flight at the kill"
+        # (a thread may be between its replies and its next sends)
+        assert any(ld.sent for ld in loaders), "nothing in flight at the kill"
         node.kill9()
         sub.drain()
         for ld in loaders:
