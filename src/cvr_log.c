@@ -469,13 +469,13 @@ cvr_log_recv_event (cvr_log_t *self, char **topic, char **root, uint64_t *seq,
 }
 
 int
-cvr_log_announce (cvr_log_t *self, const char *request, const char *events)
+cvr_log_announce (cvr_log_t *self, uint64_t id, const char *request, const char *events)
 {
     cvr_wr_t *w = cvr_wr_new ();
     cvr_wr_map (w);
     cvr_wr_str (w, "n");
     cvr_wr_map (w);
-    cvr_wr_kuint (w, "id", cvr_raft_id (self->raft));
+    cvr_wr_kuint (w, "id", id);
     cvr_wr_kstr (w, "req", request);
     cvr_wr_kstr (w, "ev", events);
     cvr_wr_close (w);

@@ -117,10 +117,11 @@ int
     cvr_log_recv_event (cvr_log_t *self, char **topic, char **root, uint64_t *seq,
                         zframe_t **body);
 
-//  Proposes this node's endpoints as an entry (a new leader does, so that
-//  followers can point clients at it). Returns 0 or -1.
+//  Proposes node id's endpoints as an entry (a new leader announces its
+//  own, so that followers can point clients at it; followers have theirs
+//  announced through the leader). Returns 0 or -1.
 int
-    cvr_log_announce (cvr_log_t *self, const char *request, const char *events);
+    cvr_log_announce (cvr_log_t *self, uint64_t id, const char *request, const char *events);
 
 //  The request (or event) endpoint node id announced, or NULL. Caller owns.
 char *

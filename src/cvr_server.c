@@ -146,6 +146,8 @@ struct _cvr_server_t {
     uint64_t change_tag;        //  the last cluster change's tag
     cvr_dedup_t *dedup;         //  with a log: replies of recent writes
     char *raft_address;         //  this node's raft address, as used
+    zsock_t *announcer;         //  a follower's DEALER to the leader
+    char *announced_to;         //  the leader endpoint it is connected to
     char *dedup_key;            //  the current request's, or NULL
     char *data_dir;             //  --data-dir, or NULL: in memory only
     char *raft_bind;            //  the raft engine's address
@@ -492,6 +494,7 @@ static void s_drain_events (cvr_server_t *self);
 static void s_take_over (cvr_server_t *self);
 static void s_step_down (cvr_server_t *self);
 static void s_changed (cvr_server_t *self, const cvr_raft_event_t *event);
+static void s_announce_self (cvr_server_t *self);
 
 static int
 s_on_log (zloop_t *loop, zsock_t *sock, void *arg)
@@ -1005,6 +1008,27 @@ s_op_cluster_change (cvr_server_t *self, const msgpack_object *req, bool add)
     return S_DEFERRED;
 }
 
+//  A follower's endpoints, sent by it to the leader, into the log: every
+//  node then knows every node's endpoints (cluster_status).
+static cvr_err_t
+s_op_cluster_announce (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
+{
+    cvr_err_t rc = s_need_log (self);
+    if (rc)
+        return rc;
+    int64_t id;
+    char *request, *events;
+    if (s_get_int (self, req, "node_id", true, 1, INT64_MAX, &id)
+    ||  s_get_str (self, req, "request_endpoint", true, 6, CVR_ENDPOINT_MAX, &request)
+    ||  s_get_str (self, req, "events_endpoint", true, 6, CVR_ENDPOINT_MAX, &events))
+        return CVR_BAD_REQUEST;
+    char *known = cvr_log_endpoint (self->log, (uint64_t) id, false);
+    if (!known || !streq (known, request))
+        cvr_log_announce (self->log, (uint64_t) id, request, events);
+    zstr_free (&known);
+    return CVR_OK;
+}
+
 static cvr_err_t
 s_op_cluster_add (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
 {
@@ -1319,6 +1343,7 @@ static const s_op_t s_ops [] = {
     { "cluster_status", s_op_cluster_status, false, true, false },
     { "cluster_add", s_op_cluster_add, false, false, false },
     { "cluster_remove", s_op_cluster_remove, false, false, false },
+    { "cluster_announce", s_op_cluster_announce, false, false, false },
 };
 static const size_t s_ops_count = sizeof (s_ops) / sizeof (s_ops [0]);
 
@@ -1680,6 +1705,8 @@ static int
 s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
 {
     cvr_server_t *self = (cvr_server_t *) arg;
+    if (self->log && self->peers && !self->leading)
+        s_announce_self (self);
     cvr_wr_t *body = self->reply;
     cvr_wr_reset (body);
     cvr_wr_map (body);
@@ -1846,6 +1873,45 @@ s_reachable (cvr_server_t *self, char *endpoint)
     return reachable;
 }
 
+//  A follower whose endpoints the log does not hold (yet) sends them to
+//  the leader (cluster_announce), once a second until they are in.
+static void
+s_announce_self (cvr_server_t *self)
+{
+    char *requests = s_reachable (self, zsock_last_endpoint (self->router));
+    char *known = cvr_log_endpoint (self->log, self->raft_id, false);
+    char *leader = s_leader_endpoint (self);
+    if (self->announcer)            //  earlier replies, unread
+        while (zsock_events (self->announcer) & ZMQ_POLLIN) {
+            zframe_t *frame = zframe_recv (self->announcer);
+            zframe_destroy (&frame);
+        }
+    if (leader && (!known || !streq (known, requests))) {
+        if (!self->announced_to || !streq (self->announced_to, leader)) {
+            zsock_destroy (&self->announcer);
+            self->announcer = zsock_new_dealer (leader);
+            zsock_set_linger (self->announcer, 0);
+            zstr_free (&self->announced_to);
+            self->announced_to = strdup (leader);
+        }
+        char *events = s_reachable (self, strdup (self->events_endpoint));
+        cvr_wr_t *w = cvr_wr_new ();
+        cvr_wr_map (w);
+        cvr_wr_kstr (w, "op", "cluster_announce");
+        cvr_wr_kuint (w, "node_id", self->raft_id);
+        cvr_wr_kstr (w, "request_endpoint", requests);
+        cvr_wr_kstr (w, "events_endpoint", events);
+        cvr_wr_close (w);
+        zmq_send (zsock_resolve (self->announcer), cvr_wr_data (w), cvr_wr_size (w),
+                  ZMQ_DONTWAIT);
+        cvr_wr_destroy (&w);
+        zstr_free (&events);
+    }
+    zstr_free (&requests);
+    zstr_free (&known);
+    zstr_free (&leader);
+}
+
 static void
 s_take_over (cvr_server_t *self)
 {
@@ -1860,7 +1926,7 @@ s_take_over (cvr_server_t *self)
     //  Followers learn where to send clients.
     char *requests = s_reachable (self, zsock_last_endpoint (self->router));
     char *events = s_reachable (self, strdup (self->events_endpoint));
-    cvr_log_announce (self->log, requests, events);
+    cvr_log_announce (self->log, cvr_raft_id (cvr_log_raft (self->log)), requests, events);
     zstr_free (&requests);
     zstr_free (&events);
     //  Restored services are unknown with a fresh lease, sessions get a
@@ -2215,6 +2281,8 @@ s_server_destroy (cvr_server_t **self_p)
     free (self->data_dir);
     free (self->raft_bind);
     free (self->raft_address);
+    zsock_destroy (&self->announcer);
+    free (self->announced_to);
     zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
     zactor_destroy (&self->auth);

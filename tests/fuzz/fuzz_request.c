@@ -60,7 +60,7 @@ static const char *s_ops [] = {
     "list_services", "events_since", "stats", "create_topic", "list_topics",
     "join_group", "leave_group", "group_heartbeat", "get_group", "list_groups",
     "commit_offsets", "fetch_offsets", "delete_group", "cluster_status", "cluster_add",
-    "cluster_remove", NULL
+    "cluster_remove", "cluster_announce", NULL
 };
 
 static const char *s_codes [] = {

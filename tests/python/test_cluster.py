@@ -540,6 +540,19 @@ def test_election_and_redirects(cluster):
         assert h["node_id"] == str(n.id), h
         assert h["events_endpoint"] == n.events_endpoint, h
 
+    # Every node knows every node's endpoints through the log: the leader
+    # announced its own, the followers had theirs announced through it
+    # (cluster_announce, once a second until it is in). Bounded wait.
+    def endpoints_known():
+        for n in cluster.nodes:
+            st = n.call(cluster.ctx, "cluster_status")
+            got = {s["id"]: (s["request_endpoint"], s["events_endpoint"]) for s in st["servers"]}
+            if got != {m.id: (m.endpoint, m.events_endpoint) for m in cluster.nodes}:
+                return None
+        return True
+
+    wait_until(endpoints_known, CONVERGE_TIMEOUT + 3, "every node's endpoints on every node")
+
     # Followers: what they answer themselves, and NOT_LEADER for the rest.
     followers = [n for n in cluster.nodes if n is not lead]
     reg = dict(service_id="r1", service_name="redir", service_type="source",
