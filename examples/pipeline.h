@@ -174,7 +174,7 @@ pipeline_security (const char *prog, const char *server_key, const char *cert,
         }
     }
     else {
-        zcert_t *server = zcert_load (server_key);
+        zcert_t *server = cvr_security_load_cert (server_key);
         if (!server) {
             fprintf (stderr, "%s: --server-key '%s' is neither 40 Z85 characters nor a "
                      "readable certificate file\n", prog, server_key);
@@ -183,7 +183,7 @@ pipeline_security (const char *prog, const char *server_key, const char *cert,
         zcert_destroy (&server);
     }
     //  zcert_load reads NAME.cert_secret too when given NAME.cert.
-    zcert_t *mine = zcert_load (cert);
+    zcert_t *mine = cvr_security_load_cert (cert);
     bool secret = mine && !streq (zcert_secret_txt (mine),
                                   "0000000000000000000000000000000000000000");
     zcert_destroy (&mine);

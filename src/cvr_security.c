@@ -21,7 +21,7 @@ cvr_security_new (const char *server_key, const char *client_cert)
             zsys_error ("conveyor: the server key '%s' is not a Z85 public key", server_key);
     }
     else {
-        zcert_t *server = zcert_load (server_key);
+        zcert_t *server = cvr_security_load_cert (server_key);
         if (server)
             snprintf (self->server_key, sizeof (self->server_key), "%s",
                       zcert_public_txt (server));
@@ -29,7 +29,7 @@ cvr_security_new (const char *server_key, const char *client_cert)
             zsys_error ("conveyor: cannot read the server's certificate '%s'", server_key);
         zcert_destroy (&server);
     }
-    self->cert = zcert_load (client_cert);
+    self->cert = cvr_security_load_cert (client_cert);
     if (!self->cert)
         zsys_error ("conveyor: cannot read the client certificate '%s'", client_cert);
     //  A certificate without its secret half cannot authenticate.
@@ -78,4 +78,19 @@ const char *
 cvr_security_server_key (const cvr_security_t *self)
 {
     return self ? self->server_key : NULL;
+}
+
+zcert_t *
+cvr_security_load_cert (const char *path)
+{
+    FILE *file = path ? fopen (path, "r") : NULL;
+    if (!file)
+        return NULL;
+    char text [4096];
+    size_t size = fread (text, 1, sizeof (text) - 1, file);
+    fclose (file);
+    text [size] = 0;
+    if (size == 0 || memchr (text, 0, size) || !strstr (text, "public-key"))
+        return NULL;
+    return zcert_load (path);
 }

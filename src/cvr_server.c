@@ -1829,7 +1829,7 @@ s_secure (cvr_server_t *self)
                       "encryption without client authentication is not offered");
     if (!zsys_file_exists (self->curve_secret))
         return s_bad (self, "--curve-secret: cannot read '%s'", self->curve_secret);
-    zcert_t *cert = zcert_load (self->curve_secret);
+    zcert_t *cert = cvr_security_load_cert (self->curve_secret);
     if (!cert || streq (zcert_secret_txt (cert), "0000000000000000000000000000000000000000")) {
         zcert_destroy (&cert);
         return s_bad (self, "--curve-secret: '%s' is not a certificate with a secret key "

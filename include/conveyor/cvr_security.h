@@ -43,6 +43,13 @@ CVR_EXPORT void
 CVR_EXPORT const char *
     cvr_security_server_key (const cvr_security_t *self);
 
+//  Loads a czmq certificate file (NAME.cert reads NAME.cert_secret too when
+//  it exists), or NULL when it cannot be read or is not one. A file that is
+//  not ZPL with a `public-key` is refused before czmq parses it (its parser
+//  leaks on a syntax error). Caller owns the result.
+CVR_EXPORT zcert_t *
+    cvr_security_load_cert (const char *path);
+
 #ifdef __cplusplus
 }
 #endif
