@@ -248,8 +248,12 @@ cvr_log_new (const cvr_log_config_t *config)
     char *path = zsys_sprintf ("%s/conveyord.lock", config->data_dir);
     self->lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (self->lock_fd < 0 || flock (self->lock_fd, LOCK_EX | LOCK_NB)) {
-        zsys_error ("conveyord: %s: %s", path, self->lock_fd < 0 ? strerror (errno)
-                    : "the data directory is in use by another conveyord");
+        const char *why = self->lock_fd < 0 ? strerror (errno)
+                        : "the data directory is in use by another conveyord";
+        if (config->error && config->error_size)
+            snprintf (config->error, config->error_size, "%s: %s", path, why);
+        else
+            zsys_error ("conveyord: %s: %s", path, why);
         zstr_free (&path);
         if (self->lock_fd >= 0)
             close (self->lock_fd);
@@ -287,7 +291,8 @@ cvr_log_new (const cvr_log_config_t *config)
         .heartbeat_ms = config->heartbeat_ms,
         .election_timeout_ms = config->election_timeout_ms,
         .snapshot_threshold = config->snapshot_threshold,
-        .snapshot_trailing = config->snapshot_trailing
+        .snapshot_trailing = config->snapshot_trailing,
+        .error = config->error, .error_size = config->error_size
     };
     cvr_raft_fsm_t fsm = { s_apply, s_snapshot, s_restore };
     self->raft = cvr_raft_new (&raft, &fsm, self);

@@ -50,6 +50,8 @@ typedef struct {
     unsigned election_timeout_ms;   //  0: the engine's default
     unsigned heartbeat_ms;          //  0: the engine's default
     cvr_state_limits_t limits;      //  of the committed state
+    char *error;                    //  if set, why a start failed goes here
+    size_t error_size;              //  instead of the log
 } cvr_log_config_t;
 
 //  Opens the data directory and starts the engine (which restores the

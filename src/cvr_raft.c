@@ -124,6 +124,8 @@ struct _cvr_raft_t {
     zsock_t *writer;            //  PAIR, only the raft thread sends here
     uv_thread_t thread;         //  the raft thread
     uv_sem_t started;           //  posted once startup has succeeded or failed
+    char *error;                    //  the caller's, during cvr_raft_new only
+    size_t error_size;
     int start_rc;               //  0 or -1, set before started is posted
     uv_mutex_t lock;            //  guards head, tail, stopping and cache
     s_op_t *head;               //  queued operations, oldest first
@@ -825,6 +827,23 @@ s_errmsg (cvr_raft_t *self)
     return message;
 }
 
+//  Why a start failed: into the caller's buffer when it gave one (it says
+//  so in its own words, one line), else to the log.
+static void
+s_start_error (char *buffer, size_t size, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    if (buffer && size)
+        vsnprintf (buffer, size, format, args);
+    else {
+        char *text = zsys_vprintf (format, args);
+        zsys_error ("%s", text ? text : format);
+        zstr_free (&text);
+    }
+    va_end (args);
+}
+
 static int
 s_bootstrap (cvr_raft_t *self)
 {
@@ -842,7 +861,7 @@ s_bootstrap (cvr_raft_t *self)
     if (rc == RAFT_CANTBOOTSTRAP)
         rc = 0;                 //  a restart: the log has its configuration
     if (rc)
-        zsys_error ("raft %" PRIu64 ": bootstrap: %s (%s)", self->id,
+        s_start_error (self->error, self->error_size, "raft %" PRIu64 ": bootstrap: %s (%s)", self->id,
                     raft_strerror (rc), s_errmsg (self));
     return rc;
 }
@@ -869,7 +888,7 @@ s_start (cvr_raft_t *self)
     s_nodelay_setup (self);
     rc = raft_uv_init (&self->io, &self->loop, self->data_dir, &self->nodelay);
     if (rc) {
-        zsys_error ("raft %" PRIu64 ": data directory %s: %s (%s)", self->id,
+        s_start_error (self->error, self->error_size, "raft %" PRIu64 ": data directory %s: %s (%s)", self->id,
                     self->data_dir, raft_strerror (rc), self->io.errmsg);
         raft_uv_tcp_close (&self->tcp);
         s_loop_close (self);
@@ -885,7 +904,7 @@ s_start (cvr_raft_t *self)
     self->raft_fsm.restore = s_fsm_restore;
     rc = raft_init (&self->raft, &self->io, &self->raft_fsm, self->id, self->address);
     if (rc) {
-        zsys_error ("raft %" PRIu64 ": init %s in %s: %s (%s)", self->id,
+        s_start_error (self->error, self->error_size, "raft %" PRIu64 ": init %s in %s: %s (%s)", self->id,
                     self->address, self->data_dir, raft_strerror (rc), s_errmsg (self));
         raft_uv_close (&self->io);
         raft_uv_tcp_close (&self->tcp);
@@ -905,11 +924,14 @@ s_start (cvr_raft_t *self)
         rc = raft_start (&self->raft);
         //  A failed listen (address in use, not local) comes back as a bare
         //  RAFT_IOERR with no message from either fork.
+        //  (The error message left by a refused bootstrap would be stale.)
         if (rc)
-            zsys_error ("raft %" PRIu64 ": start on %s in %s: %s (%s)", self->id,
-                        self->address, self->data_dir, raft_strerror (rc),
-                        *s_errmsg (self)? s_errmsg (self):
-                        "cannot listen: is the address in use or not local?");
+            s_start_error (self->error, self->error_size,
+                           "raft %" PRIu64 ": start on %s in %s: %s (%s)", self->id,
+                           self->address, self->data_dir, raft_strerror (rc),
+                           rc == RAFT_IOERR || !*s_errmsg (self)
+                           ? "cannot listen: is the address in use or not local?"
+                           : s_errmsg (self));
     }
     if (rc) {
         raft_close (&self->raft, s_raft_closed_early);
@@ -983,8 +1005,9 @@ cvr_raft_new (const cvr_raft_config_t *config, const cvr_raft_fsm_t *fsm, void *
     signal (SIGPIPE, SIG_IGN);
 
     if (zsys_dir_create ("%s", config->data_dir)) {
-        zsys_error ("raft %" PRIu64 ": cannot create data directory %s: %s",
-                    config->id, config->data_dir, strerror (errno));
+        s_start_error (config->error, config->error_size,
+                       "raft %" PRIu64 ": cannot create data directory %s: %s",
+                       config->id, config->data_dir, strerror (errno));
         return NULL;
     }
     cvr_raft_t *self = (cvr_raft_t *) zmalloc (sizeof (cvr_raft_t));
@@ -1007,6 +1030,8 @@ cvr_raft_new (const cvr_raft_config_t *config, const cvr_raft_fsm_t *fsm, void *
     self->pre_vote = !config->disable_pre_vote;
     self->fsm = *fsm;
     self->arg = arg;
+    self->error = config->error;
+    self->error_size = config->error_size;
     atomic_init (&self->is_leader, false);
     atomic_init (&self->leader_id, 0);
     uv_mutex_init (&self->lock);
@@ -1041,6 +1066,7 @@ cvr_raft_new (const cvr_raft_config_t *config, const cvr_raft_fsm_t *fsm, void *
         return NULL;
     }
     uv_sem_wait (&self->started);
+    self->error = NULL;                 //  the caller's buffer, no longer
     if (self->start_rc) {
         uv_thread_join (&self->thread);
         s_free (self);

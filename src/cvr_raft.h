@@ -113,6 +113,8 @@ typedef struct {
     unsigned snapshot_trailing;     //  entries kept after one, default 1024
     unsigned connect_retry_ms;      //  peer reconnect delay, default 1000
     bool disable_pre_vote;          //  pre-vote is on unless this is set
+    char *error;                    //  if set, why a start failed goes here
+    size_t error_size;              //  (error_size bytes) instead of the log
 } cvr_raft_config_t;
 
 //  The replicated state machine. Every callback runs on the raft thread.

@@ -2071,6 +2071,7 @@ s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
             }
     }
     self->raft_address = strdup (address);
+    char error [400] = "";
     cvr_log_config_t log_config = {
         .data_dir = self->data_dir, .node_id = self->peers ? self->raft_id : 1,
         .raft_address = address, .peers = peers, .peer_count = (size_t) count,
@@ -2079,15 +2080,15 @@ s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
         .snapshot_trailing = (unsigned) config->snapshot_trailing,
         .election_timeout_ms = (unsigned) config->election_timeout_ms,
         .heartbeat_ms = (unsigned) config->election_timeout_ms / 10,
-        .limits = *limits
+        .limits = *limits, .error = error, .error_size = sizeof (error)
     };
     self->limits = *limits;
     self->log = cvr_log_new (&log_config);
     for (int i = 0; i < count; i++)
         free ((char *) peers [i].address);
     if (!self->log)
-        return s_bad (self, "--data-dir: cannot start the log in '%s' (see the error "
-                      "above)", self->data_dir);
+        return s_bad (self, "--data-dir: cannot start the log in '%s': %s", self->data_dir,
+                      error [0] ? error : "see the error above");
     self->open = s_segment_new ();
     self->segments = zlistx_new ();
     self->dedup = cvr_dedup_new (CVR_DEDUP_CAPACITY);

@@ -874,20 +874,7 @@ def test_raft_port_in_use_on_fresh_dir_exits_2_then_starts_elsewhere(tmp_path, n
     assert d.client().ok("list_services")["services"] == []
 
 
-STALE_MESSAGE = pytest.mark.xfail(
-    strict=True, reason="daemon bug: a raft port in use on an existing DIR is reported as "
-    "'I/O error (metadata contains term 1)': libraft's stale message from the refused "
-    "bootstrap hides the failed listen (cvr_raft.c s_start)")
-TWO_LINES = pytest.mark.xfail(
-    strict=True, reason="daemon bug: a refused --data-dir / --raft-bind prints two lines "
-    "(libraft's 'E: ... raft 1: ...' reason, then 'conveyord: --data-dir: cannot start the "
-    "log ... (see the error above)'), section 9 asks for one")
-
-
-@pytest.mark.parametrize("kind", [
-    "regular file", "path under a file", "unwritable path",
-    pytest.param("raft port in use, existing dir", marks=STALE_MESSAGE),
-])
+@pytest.mark.parametrize("kind", BAD_CASES)
 def test_bad_start_names_the_cause(kind, tmp_path, node_factory):
     argv, unchanged, names = _bad_case(kind, tmp_path, node_factory)
     rc, lines, _ = run_bad(argv)
@@ -900,7 +887,6 @@ def test_bad_start_names_the_cause(kind, tmp_path, node_factory):
     assert cause in text, f"the message does not say {cause!r}: {lines!r}"
 
 
-@TWO_LINES
 @pytest.mark.parametrize("kind", BAD_CASES)
 def test_bad_start_message_is_one_line(kind, tmp_path, node_factory):
     """Section 9: exit 2 with a one-line message."""
