@@ -107,36 +107,48 @@ cvr_dedup_write (cvr_dedup_t *self, cvr_wr_t *w)
     for (const char *key = (const char *) zlistx_first (self->order); key;
          key = (const char *) zlistx_next (self->order)) {
         s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, key);
-        cvr_wr_array (w);
-        cvr_wr_str (w, key);
-        //  The reply as one bin32 value.
-        uint8_t *bin = (uint8_t *) malloc (5 + entry->size);
-        assert (bin);
-        bin [0] = 0xc6;
-        for (int i = 0; i < 4; i++)
-            bin [1 + i] = (uint8_t) (entry->size >> (24 - 8 * i));
-        memcpy (bin + 5, entry->reply, entry->size);
-        cvr_wr_raw (w, bin, 5 + entry->size);
-        free (bin);
-        cvr_wr_close (w);
+        cvr_dedup_write_entry (w, key, entry->reply, entry->size);
     }
     cvr_wr_close (w);
 }
 
-int
-cvr_dedup_read (cvr_dedup_t *self, const msgpack_object *o)
+void
+cvr_dedup_write_entry (cvr_wr_t *w, const char *key, const void *reply, size_t size)
+{
+    cvr_wr_array (w);
+    cvr_wr_str (w, key);
+    //  The reply as one bin32 value.
+    uint8_t *bin = (uint8_t *) malloc (5 + size);
+    assert (bin);
+    bin [0] = 0xc6;
+    for (int i = 0; i < 4; i++)
+        bin [1 + i] = (uint8_t) (size >> (24 - 8 * i));
+    memcpy (bin + 5, reply, size);
+    cvr_wr_raw (w, bin, 5 + size);
+    free (bin);
+    cvr_wr_close (w);
+}
+
+static bool
+s_well_formed (const msgpack_object *o)
 {
     if (!o || o->type != MSGPACK_OBJECT_ARRAY)
-        return -1;
+        return false;
     for (uint32_t i = 0; i < o->via.array.size; i++) {
         const msgpack_object *pair = &o->via.array.ptr [i];
         if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2
         ||  pair->via.array.ptr [0].type != MSGPACK_OBJECT_STR
         ||  pair->via.array.ptr [1].type != MSGPACK_OBJECT_BIN)
-            return -1;
+            return false;
     }
-    zlistx_purge (self->order);
-    zhashx_purge (self->entries);
+    return true;
+}
+
+int
+cvr_dedup_merge (cvr_dedup_t *self, const msgpack_object *o)
+{
+    if (!s_well_formed (o))
+        return -1;
     for (uint32_t i = 0; i < o->via.array.size; i++) {
         const msgpack_object *pair = &o->via.array.ptr [i];
         char *key = cvr_obj_strdup (&pair->via.array.ptr [0]);
@@ -146,4 +158,14 @@ cvr_dedup_read (cvr_dedup_t *self, const msgpack_object *o)
         free (key);
     }
     return 0;
+}
+
+int
+cvr_dedup_read (cvr_dedup_t *self, const msgpack_object *o)
+{
+    if (!s_well_formed (o))
+        return -1;
+    zlistx_purge (self->order);
+    zhashx_purge (self->entries);
+    return cvr_dedup_merge (self, o);
 }

@@ -44,6 +44,16 @@ size_t
 void
     cvr_dedup_write (cvr_dedup_t *self, cvr_wr_t *w);
 
+//  One entry as cvr_dedup_write writes it: [key, reply (bin)].
+void
+    cvr_dedup_write_entry (cvr_wr_t *w, const char *key, const void *reply, size_t size);
+
+//  Adds the entries of a value written by cvr_dedup_write (in order, the
+//  oldest evicted as usual). Returns 0, or -1 on a malformed value (nothing
+//  added then).
+int
+    cvr_dedup_merge (cvr_dedup_t *self, const msgpack_object *o);
+
 //  Replaces every entry with those written by cvr_dedup_write. Returns 0,
 //  or -1 on a malformed value (nothing changed then).
 int

@@ -88,16 +88,8 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
         cvr_codec_cmd_destroy (&cmd);
     }
     const msgpack_object *replies = cvr_obj_get (cvr_msg_root (msg), "d");
-    for (uint32_t i = 0; replies && replies->type == MSGPACK_OBJECT_ARRAY
-                         && i < replies->via.array.size; i++) {
-        const msgpack_object *pair = &replies->via.array.ptr [i];
-        char *key = pair->type == MSGPACK_OBJECT_ARRAY && pair->via.array.size == 2
-                  ? cvr_obj_strdup (&pair->via.array.ptr [0]) : NULL;
-        if (key && pair->via.array.ptr [1].type == MSGPACK_OBJECT_BIN)
-            cvr_dedup_put (self->dedup, key, pair->via.array.ptr [1].via.bin.ptr,
-                           pair->via.array.ptr [1].via.bin.size);
-        free (key);
-    }
+    if (replies)
+        cvr_dedup_merge (self->dedup, replies);
     self->applied++;
     pthread_mutex_unlock (&self->mutex);
     if (failed)
@@ -394,15 +386,8 @@ cvr_log_pending (cvr_log_t *self)
 void
 cvr_log_append_reply (cvr_log_t *self, const char *key, const void *reply, size_t size)
 {
-    cvr_dedup_t *one = cvr_dedup_new (1);
-    cvr_dedup_put (one, key, reply, size);
-    cvr_wr_t *w = cvr_wr_new ();
-    cvr_dedup_write (one, w);           //  [[key, reply]]: its one item goes in
-    const uint8_t *bytes = cvr_wr_data (w);
-    cvr_wr_raw (self->replies, bytes + 5, cvr_wr_size (w) - 5);
+    cvr_dedup_write_entry (self->replies, key, reply, size);
     self->pending_replies++;
-    cvr_wr_destroy (&w);
-    cvr_dedup_destroy (&one);
 }
 
 void

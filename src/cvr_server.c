@@ -2293,9 +2293,7 @@ s_server_destroy (cvr_server_t **self_p)
     cvr_effects_destroy (&self->effects);
     cvr_wr_destroy (&self->reply);
     cvr_reader_destroy (&self->reader);
-    s_pending_t *pending;
-    while ((pending = (s_pending_t *) zlistx_detach (self->pending, NULL)))
-        s_pending_destroy (&pending);
+    s_drop_pending (self->pending);
     zlistx_destroy (&self->pending);
     s_drop_pending (self->changes);
     zlistx_destroy (&self->changes);
