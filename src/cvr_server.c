@@ -490,7 +490,7 @@ s_cut (cvr_server_t *self)
 //  (its own runs ahead of it from then on); one that stops leading drops
 //  its state and whatever waited for the log (never acknowledged: clients
 //  retry with the new leader).
-static void s_drain_events (cvr_server_t *self);
+static void s_drain_events (cvr_server_t *self, size_t most);
 static void s_take_over (cvr_server_t *self);
 static void s_step_down (cvr_server_t *self);
 static void s_changed (cvr_server_t *self, const cvr_raft_event_t *event);
@@ -504,7 +504,7 @@ s_on_log (zloop_t *loop, zsock_t *sock, void *arg)
     if (cvr_log_recv (self->log, &event))
         return 0;
     //  The events of an entry go out before its replies.
-    s_drain_events (self);
+    s_drain_events (self, SIZE_MAX);
     if (event.type == CVR_RAFT_APPLIED && self->leading) {
         if (event.status != CVR_RAFT_OK) {
             char reason [128];
@@ -574,15 +574,17 @@ s_publish_effects (cvr_server_t *self)
 }
 
 //  With a log: publishes the committed state's events as they come, into
-//  the history too (so events_since and seq agree on every node).
+//  the history too (so events_since and seq agree on every node); at most
+//  `most` of them.
 static void
-s_drain_events (cvr_server_t *self)
+s_drain_events (cvr_server_t *self, size_t most)
 {
     void *pub = zsock_resolve (self->pub);
     char *topic, *root;
     uint64_t seq;
     zframe_t *body;
-    while (cvr_log_recv_event (self->log, &topic, &root, &seq, &body) == 0) {
+    for (size_t n = 0; n < most
+         && cvr_log_recv_event (self->log, &topic, &root, &seq, &body) == 0; n++) {
         uint64_t latest = cvr_history_seq (self->history);
         if (cvr_history_put (self->history, topic, root, seq, zframe_data (body),
                              zframe_size (body)))
@@ -603,7 +605,9 @@ s_drain_events (cvr_server_t *self)
 static int
 s_on_events (zloop_t *loop, zsock_t *sock, void *arg)
 {
-    s_drain_events ((cvr_server_t *) arg);
+    //  Bounded, so that requests are served while a follower or a restart
+    //  replays a long log (the rest waits for the next turn of the loop).
+    s_drain_events ((cvr_server_t *) arg, CVR_DRAIN_MAX);
     return 0;
 }
 
@@ -1916,7 +1920,7 @@ static void
 s_take_over (cvr_server_t *self)
 {
     int64_t started = zclock_mono ();
-    s_drain_events (self);
+    s_drain_events (self, SIZE_MAX);
     cvr_state_destroy (&self->state);
     self->state = cvr_log_copy (self->log, self->history);
     cvr_log_copy_dedup (self->log, self->dedup);
