@@ -1,34 +1,27 @@
 /*  cvr_deadlines.c: a keyed binary min-heap of deadlines. */
 #include "cvr_deadlines.h"
 
+#include "cvr_map.h"
+
+//  One block per key: the map borrows the key from its timer.
 typedef struct {
     int64_t deadline;           //  when it is due
     size_t pos;                 //  index in the heap array
-    char *key;                  //  owned copy of the key
+    char key [];                //  a copy of the key
 } s_timer_t;
 
 struct _cvr_deadlines_t {
-    s_timer_t **heap;           //  min-heap by deadline; borrowed from by_key
+    s_timer_t **heap;           //  min-heap by deadline, owns the timers
     size_t size;                //  entries in the heap
     size_t capacity;            //  slots allocated
-    zhashx_t *by_key;           //  key -> s_timer_t, owns the entries
+    cvr_map_t *by_key;          //  key -> s_timer_t, borrowed from heap
 };
-
-static void
-s_timer_destroy (void **item)
-{
-    s_timer_t *timer = (s_timer_t *) *item;
-    free (timer->key);
-    free (timer);
-    *item = NULL;
-}
 
 cvr_deadlines_t *
 cvr_deadlines_new (void)
 {
     cvr_deadlines_t *self = (cvr_deadlines_t *) zmalloc (sizeof (cvr_deadlines_t));
-    self->by_key = zhashx_new ();
-    zhashx_set_destructor (self->by_key, s_timer_destroy);
+    self->by_key = cvr_map_new ();
     return self;
 }
 
@@ -38,7 +31,9 @@ cvr_deadlines_destroy (cvr_deadlines_t **self_p)
     if (!self_p || !*self_p)
         return;
     cvr_deadlines_t *self = *self_p;
-    zhashx_destroy (&self->by_key);
+    for (size_t i = 0; i < self->size; i++)
+        free (self->heap [i]);
+    cvr_map_destroy (&self->by_key);
     free (self->heap);
     free (self);
     *self_p = NULL;
@@ -87,7 +82,7 @@ s_sift_down (cvr_deadlines_t *self, size_t pos)
 void
 cvr_deadlines_set (cvr_deadlines_t *self, const char *key, int64_t deadline)
 {
-    s_timer_t *timer = (s_timer_t *) zhashx_lookup (self->by_key, key);
+    s_timer_t *timer = (s_timer_t *) cvr_map_get (self->by_key, key);
     if (timer) {
         int64_t old = timer->deadline;
         timer->deadline = deadline;
@@ -103,10 +98,12 @@ cvr_deadlines_set (cvr_deadlines_t *self, const char *key, int64_t deadline)
                                              self->capacity * sizeof (s_timer_t *));
         assert (self->heap);
     }
-    timer = (s_timer_t *) zmalloc (sizeof (s_timer_t));
-    timer->key = strdup (key);
+    size_t key_size = strlen (key) + 1;
+    timer = (s_timer_t *) malloc (sizeof (s_timer_t) + key_size);
+    assert (timer);
+    memcpy (timer->key, key, key_size);
     timer->deadline = deadline;
-    zhashx_insert (self->by_key, key, timer);
+    cvr_map_put (self->by_key, timer->key, timer);
     s_place (self, timer, self->size++);
     s_sift_up (self, timer->pos);
 }
@@ -114,7 +111,7 @@ cvr_deadlines_set (cvr_deadlines_t *self, const char *key, int64_t deadline)
 void
 cvr_deadlines_remove (cvr_deadlines_t *self, const char *key)
 {
-    s_timer_t *timer = (s_timer_t *) zhashx_lookup (self->by_key, key);
+    s_timer_t *timer = (s_timer_t *) cvr_map_get (self->by_key, key);
     if (!timer)
         return;
     size_t pos = timer->pos;
@@ -126,7 +123,8 @@ cvr_deadlines_remove (cvr_deadlines_t *self, const char *key)
         else
             s_sift_down (self, pos);
     }
-    zhashx_delete (self->by_key, key);
+    cvr_map_remove (self->by_key, key);
+    free (timer);
 }
 
 const char *
@@ -140,7 +138,7 @@ cvr_deadlines_due (cvr_deadlines_t *self, int64_t now)
 int64_t
 cvr_deadlines_get (cvr_deadlines_t *self, const char *key)
 {
-    s_timer_t *timer = (s_timer_t *) zhashx_lookup (self->by_key, key);
+    s_timer_t *timer = (s_timer_t *) cvr_map_get (self->by_key, key);
     return timer ? timer->deadline : -1;
 }
 

@@ -462,14 +462,14 @@ cvr_groups_create_topic (cvr_groups_t *self, const char *name, int64_t partition
     topic->partitions = (uint32_t) partitions;
     s_publish_topic (effects, topic, now);
     //  Only the groups subscribed to it: no scan of the others.
-    zhashx_t *groups = cvr_index_get (self->by_topic, name);
+    cvr_map_t *groups = cvr_index_get (self->by_topic, name);
     if (groups) {
         //  Sorted, so the rebalances happen in the same order everywhere.
-        size_t count = zhashx_size (groups), i = 0;
+        size_t count = cvr_map_size (groups), i = 0, cursor = 0;
         s_group_t **sorted = (s_group_t **) malloc (count * sizeof (s_group_t *));
         assert (sorted);
-        for (s_group_t *g = (s_group_t *) zhashx_first (groups); g;
-             g = (s_group_t *) zhashx_next (groups))
+        s_group_t *g;
+        while ((g = (s_group_t *) cvr_map_next (groups, &cursor)))
             sorted [i++] = g;
         qsort (sorted, count, sizeof (s_group_t *), s_cmp_group_id);
         for (i = 0; i < count; i++)
@@ -788,16 +788,16 @@ void
 cvr_groups_remove_service (cvr_groups_t *self, const char *service_id, bool expired,
                            int64_t now, cvr_effects_t *effects)
 {
-    zhashx_t *linked = cvr_index_get (self->by_service, service_id);
+    cvr_map_t *linked = cvr_index_get (self->by_service, service_id);
     if (!linked)
         return;
     //  Copy the keys: leaving changes the index being walked. Sorted, so
     //  every node removes them in the same order.
-    size_t count = zhashx_size (linked), i = 0;
+    size_t count = cvr_map_size (linked), i = 0, cursor = 0;
     char **keys = (char **) malloc (count * sizeof (char *));
     assert (keys);
-    for (void *m = zhashx_first (linked); m; m = zhashx_next (linked))
-        keys [i++] = strdup ((const char *) zhashx_cursor (linked));
+    while (cvr_map_next (linked, &cursor))
+        keys [i++] = strdup (cvr_map_cursor_key (linked, cursor));
     qsort (keys, count, sizeof (char *), s_cmp_str);
     for (i = 0; i < count; i++) {
         char *slash = strchr (keys [i], '/');
@@ -837,9 +837,10 @@ cvr_groups_heartbeat (cvr_groups_t *self, const char *group_id, const char *memb
 void
 cvr_groups_touch_service (cvr_groups_t *self, const char *service_id, int64_t now)
 {
-    zhashx_t *linked = cvr_index_get (self->by_service, service_id);
-    for (s_member_t *member = linked ? (s_member_t *) zhashx_first (linked) : NULL;
-         member; member = (s_member_t *) zhashx_next (linked))
+    cvr_map_t *linked = cvr_index_get (self->by_service, service_id);
+    size_t cursor = 0;
+    s_member_t *member;
+    while (linked && (member = (s_member_t *) cvr_map_next (linked, &cursor)))
         s_renew_session (self, member, now);
 }
 

@@ -1,10 +1,13 @@
 /*  cvr_history.c: event numbering and the bounded history ring. */
 #include "cvr_history.h"
 
+//  An entry's topic and body share one block, kept when the slot is
+//  reused for a later event that fits: a full ring allocates nothing.
 typedef struct {
-    char *topic;                //  owned
-    uint8_t *body;              //  owned, the final msgpack body
-    size_t size;
+    char *topic;                //  owned block: the topic, then the body
+    uint8_t *body;              //  in the block: the final msgpack body
+    size_t size;                //  of the body
+    size_t capacity;            //  of the block
 } s_entry_t;
 
 struct _cvr_history_t {
@@ -29,7 +32,6 @@ static void
 s_entry_clear (s_entry_t *entry)
 {
     free (entry->topic);
-    free (entry->body);
     memset (entry, 0, sizeof (*entry));
 }
 
@@ -53,11 +55,16 @@ s_keep (cvr_history_t *self, uint64_t seq, const char *topic, const void *body,
         size_t size)
 {
     s_entry_t *entry = &self->ring [seq % self->capacity];
-    s_entry_clear (entry);
-    entry->topic = strdup (topic);
+    size_t topic_size = strlen (topic) + 1;
+    if (entry->capacity < topic_size + size) {
+        free (entry->topic);
+        entry->capacity = topic_size + size;
+        entry->topic = (char *) malloc (entry->capacity);
+        assert (entry->topic);
+    }
+    memcpy (entry->topic, topic, topic_size);
+    entry->body = (uint8_t *) entry->topic + topic_size;
     entry->size = size;
-    entry->body = (uint8_t *) malloc (size ? size : 1);
-    assert (entry->topic && entry->body);
     memcpy (entry->body, body, size);
     if (self->count < self->capacity)
         self->count++;

@@ -1,7 +1,9 @@
 /*  cvr_map.c: open-addressing string map; see cvr_map.h. */
 #include "cvr_map.h"
+#include <sys/mman.h>
 
-#define S_INITIAL   64          //  slots at first (a power of two)
+#define S_INITIAL   8           //  slots at first (a power of two)
+#define S_HUGE      (2u << 20)  //  a huge page: slot arrays this big use them
 
 typedef struct {
     uint64_t hash;              //  0: the slot is empty
@@ -17,13 +19,39 @@ struct _cvr_map_t {
 
 //  FNV-1a, with 0 reserved for "empty".
 static uint64_t
-s_hash (const char *key)
+s_hash_n (const char *key, size_t len)
 {
     uint64_t hash = 14695981039346656037ULL;
-    for (const unsigned char *p = (const unsigned char *) key; *p; p++)
+    for (const unsigned char *p = (const unsigned char *) key; len--; p++)
         hash = (hash ^ *p) * 1099511628211ULL;
     hash ^= hash >> 32;
     return hash ? hash : 1;
+}
+
+static uint64_t
+s_hash (const char *key)
+{
+    return s_hash_n (key, strlen (key));
+}
+
+//  A zeroed slot array. One of 2 MB or more is aligned to 2 MB and asks
+//  for transparent huge pages: growing a big map then faults once per
+//  2 MB instead of once per 4 KB, and a lookup in a map of a million
+//  services does not also miss the TLB.
+static s_slot_t *
+s_slots_new (size_t capacity)
+{
+    size_t bytes = capacity * sizeof (s_slot_t);
+    if (bytes < S_HUGE)
+        return (s_slot_t *) zmalloc (bytes);
+    void *slots = NULL;
+    if (posix_memalign (&slots, S_HUGE, bytes))
+        return (s_slot_t *) zmalloc (bytes);
+#ifdef MADV_HUGEPAGE
+    madvise (slots, bytes, MADV_HUGEPAGE);      //  advice: failing is harmless
+#endif
+    memset (slots, 0, bytes);
+    return (s_slot_t *) slots;
 }
 
 cvr_map_t *
@@ -31,7 +59,7 @@ cvr_map_new (void)
 {
     cvr_map_t *self = (cvr_map_t *) zmalloc (sizeof (cvr_map_t));
     self->capacity = S_INITIAL;
-    self->slots = (s_slot_t *) zmalloc (self->capacity * sizeof (s_slot_t));
+    self->slots = s_slots_new (self->capacity);
     return self;
 }
 
@@ -63,7 +91,7 @@ s_grow (cvr_map_t *self)
     s_slot_t *old = self->slots;
     size_t old_capacity = self->capacity;
     self->capacity *= 2;
-    self->slots = (s_slot_t *) zmalloc (self->capacity * sizeof (s_slot_t));
+    self->slots = s_slots_new (self->capacity);
     for (size_t i = 0; i < old_capacity; i++)
         if (old [i].hash)
             *s_find (self, old [i].key, old [i].hash) = old [i];
@@ -137,4 +165,33 @@ cvr_map_next (cvr_map_t *self, size_t *cursor)
             return slot->value;
     }
     return NULL;
+}
+
+const char *
+cvr_map_cursor_key (cvr_map_t *self, size_t cursor)
+{
+    assert (cursor > 0 && cursor <= self->capacity && self->slots [cursor - 1].hash);
+    return self->slots [cursor - 1].key;
+}
+
+void
+cvr_map_prefetch_slot (cvr_map_t *self, const char *key, size_t len)
+{
+    __builtin_prefetch (&self->slots [(size_t) s_hash_n (key, len) & (self->capacity - 1)]);
+}
+
+void
+cvr_map_prefetch_value (cvr_map_t *self, const char *key, size_t len)
+{
+    uint64_t hash = s_hash_n (key, len);
+    size_t mask = self->capacity - 1;
+    for (size_t i = (size_t) hash & mask; self->slots [i].hash; i = (i + 1) & mask)
+        if (self->slots [i].hash == hash) {
+            //  The value's first two lines (a service record's fields)
+            //  and the key, which is compared first.
+            __builtin_prefetch (self->slots [i].value);
+            __builtin_prefetch ((const char *) self->slots [i].value + 64);
+            __builtin_prefetch (self->slots [i].key);
+            return;
+        }
 }

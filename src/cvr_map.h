@@ -45,4 +45,18 @@ size_t
 void *
     cvr_map_next (cvr_map_t *self, size_t *cursor);
 
+//  The key of the value cvr_map_next last returned for this cursor.
+const char *
+    cvr_map_cursor_key (cvr_map_t *self, size_t cursor);
+
+//  Hints for a batch of lookups to come, so that their cache misses
+//  overlap instead of following one another: first the slot of each key
+//  (len bytes, no NUL needed), then, once those are likely in cache, the
+//  value (its first 128 bytes) and key of each (the first slot with the key's hash: keys are not
+//  compared). Neither changes anything nor fails.
+void
+    cvr_map_prefetch_slot (cvr_map_t *self, const char *key, size_t len);
+void
+    cvr_map_prefetch_value (cvr_map_t *self, const char *key, size_t len);
+
 #endif

@@ -579,3 +579,28 @@ cvr_proto_read_service (const msgpack_object *o)
         cvr_service_destroy (&self);
     return self;
 }
+
+//  Scans for the key's bytes: 0xaa (fixstr of 10) "service_id".
+const char *
+cvr_proto_service_id_hint (const void *data, size_t size, size_t *len)
+{
+    const uint8_t *body = (const uint8_t *) data;
+    static const char key [] = "\xaa" "service_id";
+    const uint8_t *end = body + size, *at = body;
+    while ((at = (const uint8_t *) memchr (at, key [0], (size_t) (end - at)))
+    &&     ((size_t) (end - at) < sizeof (key) - 1 || memcmp (at, key, sizeof (key) - 1)))
+        at++;
+    if (!at)
+        return NULL;
+    at += sizeof (key) - 1;
+    if (at < end && (*at & 0xe0) == 0xa0)
+        *len = *at++ & 0x1f;
+    else
+    if (at + 1 < end && *at == 0xd9) {
+        *len = at [1];
+        at += 2;
+    }
+    else
+        return NULL;
+    return (size_t) (end - at) >= *len ? (const char *) at : NULL;
+}

@@ -150,4 +150,12 @@ void
 cvr_service_t *
     cvr_proto_read_service (const msgpack_object *o);
 
+//  The service_id a request body names, found by its bytes without
+//  decoding: a key "service_id" (fixstr) followed by a fixstr or str8
+//  value inside the body. Returns the value's first byte (not NUL
+//  terminated) and sets *len, or NULL. Only a hint for prefetching: a
+//  wrong guess costs a useless prefetch, never a wrong answer.
+const char *
+    cvr_proto_service_id_hint (const void *data, size_t size, size_t *len);
+
 #endif

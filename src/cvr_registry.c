@@ -13,31 +13,54 @@ struct _cvr_registry_t {
     uint64_t expired;           //  services removed by the clock
 };
 
-//  A service record with its id in the same block: a lookup compares the
-//  key there, next to the fields a heartbeat then reads and touches, so a
-//  lookup costs one cache miss rather than two.
+//  A service record is one block: the struct, its labels, then its strings,
+//  the id first. A lookup compares the id next to the fields a heartbeat
+//  then reads and touches (one cache miss, not two), and a registration
+//  allocates once.
+static char *
+s_put_str (char **cursor, const char *str)
+{
+    if (!str)
+        return NULL;
+    size_t size = strlen (str) + 1;
+    char *copy = (char *) memcpy (*cursor, str, size);
+    *cursor += size;
+    return copy;
+}
+
 static cvr_service_t *
 s_record_new (const cvr_service_t *spec)
 {
-    size_t id_size = strlen (spec->service_id) + 1;
-    cvr_service_t *copy = cvr_service_dup (spec);
-    cvr_service_t *record = (cvr_service_t *) malloc (sizeof (cvr_service_t) + id_size);
+    const char *strs [] = { spec->service_id, spec->service_name, spec->service_type,
+                            spec->endpoint, spec->group_id };
+    size_t size = sizeof (cvr_service_t) + spec->labels_count * sizeof (cvr_label_t);
+    for (size_t i = 0; i < sizeof (strs) / sizeof (strs [0]); i++)
+        size += strs [i] ? strlen (strs [i]) + 1 : 0;
+    for (size_t i = 0; i < spec->labels_count; i++)
+        size += strlen (spec->labels [i].key) + strlen (spec->labels [i].value) + 2;
+    cvr_service_t *record = (cvr_service_t *) malloc (size);
     assert (record);
-    *record = *copy;
-    record->service_id = (char *) (record + 1);
-    memcpy (record->service_id, spec->service_id, id_size);
-    free (copy->service_id);
-    free (copy);
+    *record = *spec;
+    record->labels = spec->labels_count ? (cvr_label_t *) (record + 1) : NULL;
+    char *cursor = (char *) (record + 1) + spec->labels_count * sizeof (cvr_label_t);
+    record->service_id = s_put_str (&cursor, spec->service_id);
+    record->service_name = s_put_str (&cursor, spec->service_name);
+    record->service_type = s_put_str (&cursor, spec->service_type);
+    record->endpoint = s_put_str (&cursor, spec->endpoint);
+    record->group_id = s_put_str (&cursor, spec->group_id);
+    for (size_t i = 0; i < spec->labels_count; i++) {
+        record->labels [i].key = s_put_str (&cursor, spec->labels [i].key);
+        record->labels [i].value = s_put_str (&cursor, spec->labels [i].value);
+    }
+    assert (cursor == (char *) record + size);
     return record;
 }
 
 static void
 s_record_destroy (cvr_service_t **record_p)
 {
-    if (!*record_p)
-        return;
-    (*record_p)->service_id = NULL;     //  in the block, freed with it
-    cvr_service_destroy (record_p);
+    free (*record_p);
+    *record_p = NULL;
 }
 
 cvr_registry_t *
@@ -71,11 +94,24 @@ cvr_registry_destroy (cvr_registry_t **self_p)
 }
 
 //  A label pair as one index key. The key's length goes first so that no
-//  choice of bytes in key or value can make two pairs collide.
+//  choice of bytes in key or value can make two pairs collide. Written
+//  into buffer when it fits (every pair the protocol allows does), else
+//  into a heap copy: free the result when it is not buffer.
 static char *
-s_label_key (const char *key, const char *value)
+s_label_key (char *buffer, size_t size, const char *key, const char *value)
 {
-    return zsys_sprintf ("%zu:%s%s", strlen (key), key, value);
+    size_t key_len = strlen (key);
+    int needed = snprintf (buffer, size, "%zu:%s%s", key_len, key, value);
+    if (needed >= 0 && (size_t) needed < size)
+        return buffer;
+    return zsys_sprintf ("%zu:%s%s", key_len, key, value);
+}
+
+static void
+s_label_key_free (char *key, char *buffer)
+{
+    if (key != buffer)
+        free (key);
 }
 
 static void
@@ -93,12 +129,14 @@ s_index (cvr_registry_t *self, cvr_service_t *service, bool add)
             cvr_index_remove (self->by_group, service->group_id, id);
     }
     for (size_t i = 0; i < service->labels_count; i++) {
-        char *key = s_label_key (service->labels [i].key, service->labels [i].value);
+        char buffer [1280];
+        char *key = s_label_key (buffer, sizeof (buffer), service->labels [i].key,
+                                 service->labels [i].value);
         if (add)
             cvr_index_add (self->by_label, key, id, service);
         else
             cvr_index_remove (self->by_label, key, id);
-        free (key);
+        s_label_key_free (key, buffer);
     }
 }
 
@@ -228,6 +266,15 @@ cvr_registry_lookup (cvr_registry_t *self, const char *service_id)
     return (const cvr_service_t *) cvr_map_get (self->services, service_id);
 }
 
+void
+cvr_registry_prefetch (cvr_registry_t *self, const char *service_id, size_t len, int step)
+{
+    if (step == 0)
+        cvr_map_prefetch_slot (self->services, service_id, len);
+    else
+        cvr_map_prefetch_value (self->services, service_id, len);
+}
+
 size_t
 cvr_registry_size (cvr_registry_t *self)
 {
@@ -259,28 +306,30 @@ s_matches (const cvr_service_t *service, const cvr_service_filter_t *filter)
 //  Narrows the candidates to the smallest set an index gives for the
 //  filter; NULL for every service (no indexed filter), or NULL with *empty
 //  set when some indexed filter matches nothing.
-static zhashx_t *
+static cvr_map_t *
 s_candidates (cvr_registry_t *self, const cvr_service_filter_t *filter, bool *empty)
 {
-    zhashx_t *best = NULL;
+    cvr_map_t *best = NULL;
     *empty = false;
-    zhashx_t *sets [2 + 64];
+    cvr_map_t *sets [2 + 64];
     size_t nsets = 0;
     if (filter->service_name)
         sets [nsets++] = cvr_index_get (self->by_name, filter->service_name);
     if (filter->group_id)
         sets [nsets++] = cvr_index_get (self->by_group, filter->group_id);
     for (size_t i = 0; i < filter->labels_count && nsets < 66; i++) {
-        char *key = s_label_key (filter->labels [i].key, filter->labels [i].value);
+        char buffer [1280];
+        char *key = s_label_key (buffer, sizeof (buffer), filter->labels [i].key,
+                                 filter->labels [i].value);
         sets [nsets++] = cvr_index_get (self->by_label, key);
-        free (key);
+        s_label_key_free (key, buffer);
     }
     for (size_t i = 0; i < nsets; i++) {
         if (!sets [i]) {
             *empty = true;
             return NULL;
         }
-        if (!best || zhashx_size (sets [i]) < zhashx_size (best))
+        if (!best || cvr_map_size (sets [i]) < cvr_map_size (best))
             best = sets [i];
     }
     return best;
@@ -301,24 +350,17 @@ cvr_registry_query (cvr_registry_t *self, const cvr_service_filter_t *filter,
     if (!filter)
         filter = &all;
     bool empty;
-    zhashx_t *candidates = s_candidates (self, filter, &empty);
-    size_t size = empty ? 0 : candidates ? zhashx_size (candidates)
-                                         : cvr_map_size (self->services);
+    cvr_map_t *candidates = s_candidates (self, filter, &empty);
+    size_t size = empty ? 0 : cvr_map_size (candidates ? candidates : self->services);
     const cvr_service_t **found = (const cvr_service_t **)
         malloc ((size ? size : 1) * sizeof (cvr_service_t *));
     assert (found);
     *count = 0;
-    if (candidates) {
-        for (const cvr_service_t *service = (const cvr_service_t *) zhashx_first (candidates);
-             service; service = (const cvr_service_t *) zhashx_next (candidates))
-            if (s_matches (service, filter))
-                found [(*count)++] = service;
-    }
-    else
     if (!empty) {
+        cvr_map_t *set = candidates ? candidates : self->services;
         size_t cursor = 0;
         const cvr_service_t *service;
-        while ((service = (const cvr_service_t *) cvr_map_next (self->services, &cursor)))
+        while ((service = (const cvr_service_t *) cvr_map_next (set, &cursor)))
             if (s_matches (service, filter))
                 found [(*count)++] = service;
     }

@@ -45,6 +45,13 @@ void
 const cvr_service_t *
     cvr_registry_lookup (cvr_registry_t *self, const char *service_id);
 
+//  Hints that service_id (len bytes) is about to be looked up: step 0
+//  fetches its map slot into cache, step 1 (after the slots of a batch)
+//  its record. See cvr_map_prefetch_slot.
+void
+    cvr_registry_prefetch (cvr_registry_t *self, const char *service_id, size_t len,
+                           int step);
+
 size_t
     cvr_registry_size (cvr_registry_t *self);
 

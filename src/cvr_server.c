@@ -23,6 +23,7 @@
 #define CVR_PREFIX_MAX      1024
 #define CVR_TICK_MS         50      //  lease deadlines are checked this often
 #define CVR_DRAIN_MAX       1000    //  requests handled per wakeup at most
+#define S_BATCH             16      //  envelopes received before handling them
 #define CVR_EXPIRE_SLICE    2000    //  lease and session transitions per slice
 #define CVR_LOG_BURST       10      //  transitions per slice logged one by one
 //  A handler's answer that its reply waits for the group's rebalance.
@@ -221,6 +222,31 @@ s_keep (cvr_server_t *self, char *string)
     return string;
 }
 
+//  Zeroed memory that lives until the reply: from the request's bump pool
+//  (8-byte aligned) when it fits, else from the heap, kept for freeing.
+static void *
+s_scratch (cvr_server_t *self, size_t size)
+{
+    size_t start = (self->pool_used + 7) & ~(size_t) 7;
+    if (start + size <= sizeof (self->pool)) {
+        self->pool_used = start + size;
+        return memset (self->pool + start, 0, size);
+    }
+    return s_keep (self, (char *) zmalloc (size));
+}
+
+//  A msgpack string as a C string in scratch memory; NULL if it holds NUL.
+static char *
+s_scratch_str (cvr_server_t *self, const msgpack_object *o)
+{
+    size_t size = o->via.str.size;
+    if (memchr (o->via.str.ptr, 0, size))
+        return NULL;
+    char *copy = (char *) s_scratch (self, size + 1);
+    memcpy (copy, o->via.str.ptr, size);
+    return copy;
+}
+
 //  A string of min..max bytes without NUL; *out is NULL when absent.
 static int
 s_get_str (cvr_server_t *self, const msgpack_object *req, const char *key,
@@ -234,19 +260,9 @@ s_get_str (cvr_server_t *self, const msgpack_object *req, const char *key,
         return s_bad (self, "%s must be a string", key);
     if (o->via.str.size < min || o->via.str.size > max)
         return s_bad (self, "%s must be %zu to %zu bytes", key, min, max);
-    size_t size = o->via.str.size;
-    if (memchr (o->via.str.ptr, 0, size))
+    *out = s_scratch_str (self, o);
+    if (!*out)
         return s_bad (self, "%s must not contain NUL bytes", key);
-    if (self->pool_used + size + 1 <= sizeof (self->pool)) {
-        *out = self->pool + self->pool_used;
-        self->pool_used += size + 1;
-    }
-    else {
-        *out = s_keep (self, (char *) malloc (size + 1));
-        assert (*out);
-    }
-    memcpy (*out, o->via.str.ptr, size);
-    (*out) [size] = 0;
     return 0;
 }
 
@@ -342,8 +358,7 @@ s_get_labels (cvr_server_t *self, const msgpack_object *req, const char *key,
         return s_bad (self, "%s: at most %d labels", key, CVR_LABELS_MAX);
     if (o->via.map.size == 0)
         return 0;
-    *labels = (cvr_label_t *) s_keep (self, (char *) zmalloc (
-        o->via.map.size * sizeof (cvr_label_t)));
+    *labels = (cvr_label_t *) s_scratch (self, o->via.map.size * sizeof (cvr_label_t));
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *k = &o->via.map.ptr [i].key;
         const msgpack_object *v = &o->via.map.ptr [i].val;
@@ -353,12 +368,8 @@ s_get_labels (cvr_server_t *self, const msgpack_object *req, const char *key,
             return s_bad (self, "%s: keys must be 1 to %d bytes", key, CVR_LABEL_KEY_MAX);
         if (v->via.str.size > CVR_LABEL_VALUE_MAX)
             return s_bad (self, "%s: values must be 0 to %d bytes", key, CVR_LABEL_VALUE_MAX);
-        char *label_key = cvr_obj_strdup (k);
-        char *label_value = cvr_obj_strdup (v);
-        if (label_key)
-            s_keep (self, label_key);
-        if (label_value)
-            s_keep (self, label_value);
+        char *label_key = s_scratch_str (self, k);
+        char *label_value = s_scratch_str (self, v);
         if (!label_key || !label_value)
             return s_bad (self, "%s must not contain NUL bytes", key);
         for (size_t j = 0; j < *count; j++)
@@ -1060,13 +1071,11 @@ s_get_names (cvr_server_t *self, const msgpack_object *req, const char *key,
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0)
         return s_bad (self, "%s must be an array of at least one name", key);
     *count = o->via.array.size;
-    *names = (const char **) s_keep (self, (char *) zmalloc (*count * sizeof (char *)));
+    *names = (const char **) s_scratch (self, *count * sizeof (char *));
     for (size_t i = 0; i < *count; i++) {
         const msgpack_object *item = &o->via.array.ptr [i];
         char *name = item->type == MSGPACK_OBJECT_STR && item->via.str.size >= 1
-                     && item->via.str.size <= CVR_NAME_MAX ? cvr_obj_strdup (item) : NULL;
-        if (name)
-            s_keep (self, name);
+                     && item->via.str.size <= CVR_NAME_MAX ? s_scratch_str (self, item) : NULL;
         if (!name || !s_valid_name (name))
             return s_bad (self, "%s: every entry must be 1 to %d bytes of [A-Za-z0-9._:@-]",
                           key, CVR_NAME_MAX);
@@ -1089,8 +1098,7 @@ s_get_partitions (cvr_server_t *self, const msgpack_object *req, const char *key
     const char *shape = width == 3 ? "[topic, partition, offset]" : "[topic, partition]";
     if (o->type != MSGPACK_OBJECT_ARRAY)
         return s_bad (self, "%s must be an array of %s", key, shape);
-    *entries = (cvr_offset_t *) s_keep (self, (char *) zmalloc (
-        (o->via.array.size + 1) * sizeof (cvr_offset_t)));
+    *entries = (cvr_offset_t *) s_scratch (self, (o->via.array.size + 1) * sizeof (cvr_offset_t));
     for (uint32_t i = 0; i < o->via.array.size; i++) {
         const msgpack_object *item = &o->via.array.ptr [i];
         cvr_offset_t *entry = &(*entries) [i];
@@ -1098,9 +1106,8 @@ s_get_partitions (cvr_server_t *self, const msgpack_object *req, const char *key
         if (item->type == MSGPACK_OBJECT_ARRAY && item->via.array.size == width
         &&  item->via.array.ptr [0].type == MSGPACK_OBJECT_STR
         &&  item->via.array.ptr [0].via.str.size >= 1
-        &&  item->via.array.ptr [0].via.str.size <= CVR_NAME_MAX
-        &&  (topic = cvr_obj_strdup (&item->via.array.ptr [0])))
-            s_keep (self, topic);
+        &&  item->via.array.ptr [0].via.str.size <= CVR_NAME_MAX)
+            topic = s_scratch_str (self, &item->via.array.ptr [0]);
         if (!topic || !s_valid_name (topic)
         ||  cvr_obj_int (&item->via.array.ptr [1], &entry->partition) || entry->partition < 0
         ||  (width == 3 && (cvr_obj_int (&item->via.array.ptr [2], &entry->offset)
@@ -1605,38 +1612,77 @@ s_flush (cvr_server_t *self)
     s_cut (self);
 }
 
-//  One envelope off the ROUTER: [identity, body] from a DEALER or
-//  [identity, "", body] from a REQ; any other shape is dropped. Frames are
-//  zmq_msg_t on the stack and the reply goes out from the writer's buffer:
-//  no allocation per request but the decoded message. Returns false when
-//  nothing was waiting.
-static bool
-s_handle_envelope (cvr_server_t *self, void *router)
-{
+//  An envelope off the ROUTER: [identity, body] from a DEALER or
+//  [identity, "", body] from a REQ; any other shape is bad and dropped.
+//  Frames are zmq_msg_t on the stack and the reply goes out from the
+//  writer's buffer: no allocation per request but the decoded message.
+typedef struct {
     zmq_msg_t parts [3];
-    int count = 0, more = 1;
-    while (more && count < 3) {
-        zmq_msg_init (&parts [count]);
-        if (zmq_msg_recv (&parts [count], router, count ? 0 : ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&parts [count]);
+    int count;
+    bool bad;
+    size_t frames;
+} s_envelope_t;
+
+//  Receives one envelope; false when nothing was waiting.
+static bool
+s_recv_envelope (void *router, s_envelope_t *env)
+{
+    int more = 1;
+    env->count = 0;
+    while (more && env->count < 3) {
+        zmq_msg_t *part = &env->parts [env->count];
+        zmq_msg_init (part);
+        if (zmq_msg_recv (part, router, env->count ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (part);
             break;
         }
-        more = zmq_msg_more (&parts [count++]);
+        more = zmq_msg_more (part);
+        env->count++;
     }
-    if (count == 0)
+    if (env->count == 0)
         return false;
-    bool bad = more || count < 2 || (count == 3 && zmq_msg_size (&parts [1]) != 0);
-    size_t frames = (size_t) count;
+    env->bad = more || env->count < 2
+            || (env->count == 3 && zmq_msg_size (&env->parts [1]) != 0);
+    env->frames = (size_t) env->count;
     while (more) {                      //  the rest of an oversized envelope
         zmq_msg_t rest;
         zmq_msg_init (&rest);
         more = zmq_msg_recv (&rest, router, 0) >= 0 && zmq_msg_more (&rest);
         zmq_msg_close (&rest);
-        frames++;
+        env->frames++;
     }
-    if (bad) {
+    return true;
+}
+
+//  Brings the records a batch of requests will look up into cache, all
+//  misses at once: at a million services, a heartbeat's slot and record
+//  are cache (and TLB) misses that would otherwise come one after another.
+static void
+s_prefetch (cvr_server_t *self, s_envelope_t *batch, size_t count)
+{
+    cvr_registry_t *registry = cvr_state_registry (self->state);
+    for (int step = 0; step < 2; step++)
+        for (size_t i = 0; i < count; i++) {
+            if (batch [i].bad)
+                continue;
+            zmq_msg_t *body = &batch [i].parts [batch [i].count - 1];
+            size_t len;
+            const char *id = cvr_proto_service_id_hint (zmq_msg_data (body),
+                                                        zmq_msg_size (body), &len);
+            if (id)
+                cvr_registry_prefetch (registry, id, len, step);
+        }
+}
+
+//  Answers one envelope (or defers its reply) and frees its frames.
+static void
+s_handle_envelope (cvr_server_t *self, void *router, s_envelope_t *env)
+{
+    zmq_msg_t *parts = env->parts;
+    int count = env->count;
+    if (env->bad) {
         self->dropped++;
-        s_log (self, S_DEBUG, "dropped an envelope of %zu frames", frames);
+        s_log (self, S_DEBUG, "dropped an envelope of %zu frames", env->frames);
     }
     else {
         zmq_msg_t *body = &parts [count - 1];
@@ -1665,17 +1711,28 @@ s_handle_envelope (cvr_server_t *self, void *router)
     }
     for (int i = 0; i < count; i++)
         zmq_msg_close (&parts [i]);
-    return true;
 }
 
 static int
 s_on_router (zloop_t *loop, zsock_t *router, void *arg)
 {
     cvr_server_t *self = (cvr_server_t *) arg;
-    //  Drain what is ready (bounded, so the timers still run under load).
+    //  Drain what is ready (bounded, so the timers still run under load),
+    //  in batches whose lookups are prefetched together.
     void *handle = zsock_resolve (router);
-    for (int n = 0; n < CVR_DRAIN_MAX && s_handle_envelope (self, handle); n++)
-        ;
+    s_envelope_t batch [S_BATCH];
+    for (int n = 0; n < CVR_DRAIN_MAX; ) {
+        size_t count = 0;
+        while (count < S_BATCH && s_recv_envelope (handle, &batch [count]))
+            count++;
+        if (count > 1)
+            s_prefetch (self, batch, count);
+        for (size_t i = 0; i < count; i++)
+            s_handle_envelope (self, handle, &batch [i]);
+        if (count < S_BATCH)
+            break;
+        n += (int) count;
+    }
     s_flush (self);
     return 0;
 }

@@ -89,11 +89,49 @@ test_random_against_zhashx (void **state)
     free (again);
 }
 
+//  A map big enough for huge-page slot arrays (2 MB and up: 131,072
+//  slots), the cursor's keys, and prefetch hints that change nothing.
+static void
+test_large_cursor_prefetch (void **state)
+{
+    const int count = 200000;
+    item_t *items = (item_t *) calloc ((size_t) count, sizeof (item_t));
+    cvr_map_t *map = cvr_map_new ();
+    for (int i = 0; i < count; i++) {
+        snprintf (items [i].key, sizeof (items [i].key), "svc-%d", i);
+        items [i].id = i;
+        assert_null (cvr_map_put (map, items [i].key, &items [i]));
+    }
+    assert_int_equal (cvr_map_size (map), count);
+    for (int i = 0; i < count; i++) {
+        cvr_map_prefetch_slot (map, items [i].key, strlen (items [i].key));
+        cvr_map_prefetch_value (map, items [i].key, strlen (items [i].key));
+    }
+    cvr_map_prefetch_slot (map, "absent", 6);
+    cvr_map_prefetch_value (map, "absent", 6);
+    cvr_map_prefetch_value (map, "svc-1", 3);       //  a prefix: "svc"
+    //  The cursor's key is the key of the value just returned.
+    size_t cursor = 0, seen = 0;
+    item_t *item;
+    while ((item = (item_t *) cvr_map_next (map, &cursor))) {
+        assert_ptr_equal (cvr_map_cursor_key (map, cursor), item->key);
+        seen++;
+    }
+    assert_int_equal (seen, count);
+    for (int i = 0; i < count; i += 2)
+        assert_ptr_equal (cvr_map_remove (map, items [i].key), &items [i]);
+    for (int i = 0; i < count; i++)
+        assert_ptr_equal (cvr_map_get (map, items [i].key), i % 2 ? &items [i] : NULL);
+    cvr_map_destroy (&map);
+    free (items);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_random_against_zhashx),
+        cmocka_unit_test (test_large_cursor_prefetch),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

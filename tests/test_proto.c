@@ -1303,11 +1303,54 @@ test_service_rejects (void **state)
     cvr_wr_destroy (&w);
 }
 
+//  The prefetch hint finds service_id in what clients send (fixstr and
+//  str8 values, any position) and gives up on anything cut short.
+static void
+test_service_id_hint (void **state)
+{
+    const char *long_id = "a-service-id-that-is-longer-than-thirty-one-bytes";
+    const char *ids [] = { "svc-1", long_id };
+    for (int i = 0; i < 2; i++) {
+        cvr_wr_t *w = cvr_wr_new ();
+        cvr_wr_map (w);
+        cvr_wr_kstr (w, "op", "heartbeat");
+        cvr_wr_kint (w, "rid", 42);
+        cvr_wr_kstr (w, "service_id", ids [i]);
+        cvr_wr_kstr (w, "health", "healthy");
+        cvr_wr_close (w);
+        size_t len = 0;
+        const char *id = cvr_proto_service_id_hint (cvr_wr_data (w), cvr_wr_size (w), &len);
+        assert_non_null (id);
+        assert_int_equal (len, strlen (ids [i]));
+        assert_memory_equal (id, ids [i], len);
+        //  Every truncation either misses or still points inside the body.
+        for (size_t cut = 0; cut < cvr_wr_size (w); cut++) {
+            id = cvr_proto_service_id_hint (cvr_wr_data (w), cut, &len);
+            if (id)
+                assert_true (id + len <= (const char *) cvr_wr_data (w) + cut);
+            else
+                assert_true (cut < cvr_wr_size (w) - strlen ("health") - 9);
+        }
+        cvr_wr_destroy (&w);
+    }
+    //  No such key, or a value that is not a string.
+    cvr_wr_t *w = cvr_wr_new ();
+    cvr_wr_map (w);
+    cvr_wr_kstr (w, "op", "stats");
+    cvr_wr_kint (w, "service_id", 7);
+    cvr_wr_close (w);
+    size_t len;
+    assert_null (cvr_proto_service_id_hint (cvr_wr_data (w), cvr_wr_size (w), &len));
+    assert_null (cvr_proto_service_id_hint ("", 0, &len));
+    cvr_wr_destroy (&w);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_roundtrip_scalars),
+        cmocka_unit_test (test_service_id_hint),
         cmocka_unit_test (test_roundtrip_nested),
         cmocka_unit_test (test_writer_max_depth),
         cmocka_unit_test (test_wr_obj_echo),

@@ -837,6 +837,28 @@ test_query_label_collision (void **state_)
     ASSERT_QUERY (state, &f, "");
     cvr_service_destroy (&s1);
     cvr_service_destroy (&s2);
+
+    //  A label pair longer than the index key's stack buffer (the library
+    //  does not hold callers to the wire's limits): indexed, found, and
+    //  unindexed on deregistration.
+    char *big = (char *) malloc (3001);
+    memset (big, 'v', 3000);
+    big [3000] = 0;
+    char *pair = zsys_sprintf ("k=%s", big);
+    cvr_service_t *s3 = s_spec ("s3", "x", "sink", NULL, (const char *[]) { pair, NULL });
+    s_register (state, s3, 1, effects);
+    cvr_label_t q4 = { "k", big };
+    f = (cvr_service_filter_t) { .labels = &q4, .labels_count = 1 };
+    ASSERT_QUERY (state, &f, "s3");
+    big [2999] = 'w';
+    ASSERT_QUERY (state, &f, "");
+    big [2999] = 'v';
+    cvr_cmd_t cmd = { .type = CVR_CMD_DEREGISTER, .now = 2, .service_id = "s3" };
+    assert_int_equal (cvr_state_apply (state, &cmd, effects), CVR_OK);
+    ASSERT_QUERY (state, &f, "");
+    cvr_service_destroy (&s3);
+    free (pair);
+    free (big);
     cvr_effects_destroy (&effects);
     cvr_state_destroy (&state);
 }
