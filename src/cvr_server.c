@@ -23,7 +23,9 @@
 #define CVR_PREFIX_MAX      1024
 #define CVR_TICK_MS         50      //  lease deadlines are checked this often
 #define CVR_DRAIN_MAX       1000    //  requests handled per wakeup at most
-#define S_BATCH             16      //  envelopes received before handling them
+#define S_BATCH             CVR_DRAIN_MAX   //  envelopes received, then handled
+#define S_AHEAD             32      //  map slots prefetched this many requests
+                                    //  ahead, records half as many
 #define CVR_EXPIRE_SLICE    2000    //  lease and session transitions per slice
 #define CVR_LOG_BURST       10      //  transitions per slice logged one by one
 //  A handler's answer that its reply waits for the group's rebalance.
@@ -106,6 +108,16 @@ typedef struct {
 static const s_op_t s_ops [];
 static const size_t s_ops_count;
 
+//  One request envelope received, waiting in the batch (see s_on_router).
+typedef struct {
+    zmq_msg_t parts [3];
+    int count;                  //  frames kept
+    bool bad;                   //  not [identity, body] or [identity, "", body]
+    size_t frames;              //  frames received in all
+    const char *hint;           //  the service_id the body names, or NULL
+    size_t hint_len;
+} s_envelope_t;
+
 struct _cvr_server_t {
     zsock_t *pipe;              //  actor pipe, borrowed
     zloop_t *loop;              //  reactor, owned
@@ -126,6 +138,7 @@ struct _cvr_server_t {
     cvr_effects_t *effects;     //  events of the command being applied
     cvr_wr_t *reply;            //  reply being built, reused
     cvr_reader_t *reader;       //  decodes the requests, reused
+    s_envelope_t *batch;        //  S_BATCH envelopes received, not yet handled
     zlistx_t *scratch;          //  strings copied out of the current request
     char pool [8192];           //  small ones: bump-allocated, no malloc
     size_t pool_used;           //  (both reset after each request)
@@ -1614,15 +1627,9 @@ s_flush (cvr_server_t *self)
 
 //  An envelope off the ROUTER: [identity, body] from a DEALER or
 //  [identity, "", body] from a REQ; any other shape is bad and dropped.
-//  Frames are zmq_msg_t on the stack and the reply goes out from the
-//  writer's buffer: no allocation per request but the decoded message.
-typedef struct {
-    zmq_msg_t parts [3];
-    int count;
-    bool bad;
-    size_t frames;
-} s_envelope_t;
-
+//  Frames are zmq_msg_t in the server's batch array and the reply goes
+//  out from the writer's buffer: no allocation per request but the
+//  decoded message.
 //  Receives one envelope; false when nothing was waiting.
 static bool
 s_recv_envelope (void *router, s_envelope_t *env)
@@ -1651,27 +1658,23 @@ s_recv_envelope (void *router, s_envelope_t *env)
         zmq_msg_close (&rest);
         env->frames++;
     }
+    zmq_msg_t *body = &env->parts [env->count - 1];
+    env->hint = env->bad ? NULL : cvr_proto_service_id_hint (zmq_msg_data (body),
+                                                             zmq_msg_size (body),
+                                                             &env->hint_len);
     return true;
 }
 
-//  Brings the records a batch of requests will look up into cache, all
-//  misses at once: at a million services, a heartbeat's slot and record
-//  are cache (and TLB) misses that would otherwise come one after another.
+//  Brings the record a request will look up into cache ahead of it:
+//  step 0 its map slot, step 1 (a few requests later, when the slot is
+//  likely in) the record. At a million services both are cache and TLB
+//  misses; in flight together, they overlap instead of stalling in turn.
 static void
-s_prefetch (cvr_server_t *self, s_envelope_t *batch, size_t count)
+s_prefetch (cvr_server_t *self, s_envelope_t *env, int step)
 {
-    cvr_registry_t *registry = cvr_state_registry (self->state);
-    for (int step = 0; step < 2; step++)
-        for (size_t i = 0; i < count; i++) {
-            if (batch [i].bad)
-                continue;
-            zmq_msg_t *body = &batch [i].parts [batch [i].count - 1];
-            size_t len;
-            const char *id = cvr_proto_service_id_hint (zmq_msg_data (body),
-                                                        zmq_msg_size (body), &len);
-            if (id)
-                cvr_registry_prefetch (registry, id, len, step);
-        }
+    if (env->hint)
+        cvr_registry_prefetch (cvr_state_registry (self->state), env->hint, env->hint_len,
+                               step);
 }
 
 //  Answers one envelope (or defers its reply) and frees its frames.
@@ -1717,21 +1720,22 @@ static int
 s_on_router (zloop_t *loop, zsock_t *router, void *arg)
 {
     cvr_server_t *self = (cvr_server_t *) arg;
-    //  Drain what is ready (bounded, so the timers still run under load),
-    //  in batches whose lookups are prefetched together.
+    //  Drain what is ready, at most S_BATCH requests (so the timers still
+    //  run under load): all received first, then all answered. Replies
+    //  leave in a burst that the I/O thread sends with few system calls,
+    //  and each request's record is prefetched a few requests ahead.
     void *handle = zsock_resolve (router);
-    s_envelope_t batch [S_BATCH];
-    for (int n = 0; n < CVR_DRAIN_MAX; ) {
-        size_t count = 0;
-        while (count < S_BATCH && s_recv_envelope (handle, &batch [count]))
-            count++;
-        if (count > 1)
-            s_prefetch (self, batch, count);
-        for (size_t i = 0; i < count; i++)
-            s_handle_envelope (self, handle, &batch [i]);
-        if (count < S_BATCH)
-            break;
-        n += (int) count;
+    s_envelope_t *batch = self->batch;
+    size_t count = 0;
+    while (count < S_BATCH && s_recv_envelope (handle, &batch [count]))
+        count++;
+    for (size_t i = 0; i < count + S_AHEAD; i++) {
+        if (i < count)
+            s_prefetch (self, &batch [i], 0);
+        if (i >= S_AHEAD / 2 && i - S_AHEAD / 2 < count)
+            s_prefetch (self, &batch [i - S_AHEAD / 2], 1);
+        if (i >= S_AHEAD)
+            s_handle_envelope (self, handle, &batch [i - S_AHEAD]);
     }
     s_flush (self);
     return 0;
@@ -2315,6 +2319,7 @@ s_server_new (zsock_t *pipe, const char *node_id)
     self->effects = cvr_effects_new ();
     self->reply = cvr_wr_new ();
     self->reader = cvr_reader_new ();
+    self->batch = (s_envelope_t *) zmalloc (S_BATCH * sizeof (s_envelope_t));
     self->pending = zlistx_new ();
     self->changes = zlistx_new ();
     self->scratch = zlistx_new ();
@@ -2354,6 +2359,7 @@ s_server_destroy (cvr_server_t **self_p)
     cvr_effects_destroy (&self->effects);
     cvr_wr_destroy (&self->reply);
     cvr_reader_destroy (&self->reader);
+    free (self->batch);
     s_drop_pending (self->pending);
     zlistx_destroy (&self->pending);
     s_drop_pending (self->changes);

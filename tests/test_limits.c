@@ -1081,6 +1081,87 @@ test_vanished_client (void **state)
     s_fixture_destroy (&self);
 }
 
+//  More requests at once than one batch of the server (1,000 received,
+//  then answered, lookups prefetched ahead): every reply comes back, in
+//  order, with its own rid, and each request sees what the ones before it
+//  in the same batch did (a registration, then a heartbeat of it; a
+//  deregistration, then a heartbeat that no longer finds it), whatever was
+//  prefetched for it before they ran. Bad bodies in between change
+//  nothing.
+static void
+test_batches_keep_order (void **state)
+{
+    fixture_t *self = s_fixture (NULL);
+    s_register (self, "base", "orders");
+    enum { S_REQUESTS = 2600 };
+    char *expected [S_REQUESTS];
+    int64_t first_rid = self->rid + 1;
+    for (int i = 0; i < S_REQUESTS; i++) {
+        char id [32];
+        snprintf (id, sizeof (id), "svc-%d", i / 4);
+        cvr_wr_t *w;
+        switch (i % 4) {
+            case 0:         //  a new service, looked up by the next request
+                w = s_register_req (self, id, "orders", "tcp://10.0.0.1:9000");
+                expected [i] = "OK";
+                break;
+            case 1:
+                w = s_begin (self, "heartbeat");
+                cvr_wr_kstr (w, "service_id", id);
+                expected [i] = "OK";
+                break;
+            case 2:         //  gone again before the next request
+                w = s_begin (self, "deregister");
+                cvr_wr_kstr (w, "service_id", id);
+                expected [i] = "OK";
+                break;
+            default:
+                if (i % 40 == 3) {      //  not a map: no rid to echo
+                    w = cvr_wr_new ();
+                    cvr_wr_array (w);
+                    cvr_wr_int (w, i);
+                    expected [i] = "BAD_REQUEST";
+                    break;
+                }
+                w = s_begin (self, "heartbeat");
+                cvr_wr_kstr (w, "service_id", id);
+                expected [i] = "NOT_FOUND";
+        }
+        cvr_wr_close (w);
+        zframe_t *frame = cvr_wr_frame (w);
+        zframe_send (&frame, self->dealer, 0);
+        cvr_wr_destroy (&w);
+    }
+    int64_t rid = first_rid;
+    for (int i = 0; i < S_REQUESTS; i++) {
+        zframe_t *frame = zframe_recv (self->dealer);
+        assert_non_null (frame);
+        cvr_msg_t *reply = cvr_msg_decode (zframe_data (frame), zframe_size (frame));
+        zframe_destroy (&frame);
+        assert_non_null (reply);
+        const msgpack_object *root = cvr_msg_root (reply);
+        const msgpack_object *error = cvr_obj_get (root, "error");
+        if (streq (expected [i], "OK")) {
+            if (error)
+                fail_msg ("request %d: %.*s", i, (int) error->via.str.size, error->via.str.ptr);
+        }
+        else {
+            assert_non_null (error);
+            assert_true (cvr_obj_streq (error, expected [i]));
+        }
+        if (i % 40 == 3)
+            assert_null (cvr_obj_get (root, "rid"));
+        else
+            assert_int_equal (cvr_obj_get_int (root, "rid", -1), rid++);
+        cvr_msg_destroy (&reply);
+    }
+    //  Only the service registered first is left.
+    cvr_msg_t *reply = s_call (self, "stats", NULL);
+    assert_int_equal (cvr_obj_get_int (cvr_msg_root (reply), "services", -1), 1);
+    cvr_msg_destroy (&reply);
+    s_fixture_destroy (&self);
+}
+
 //  A join and group reads in one burst: the reads settle the pending
 //  rebalance first, which sends the deferred join reply; each reply must
 //  still be whole and carry its own rid (this once crashed the daemon:
@@ -1250,6 +1331,7 @@ main (void)
         cmocka_unit_test (test_slow_subscriber),
         cmocka_unit_test (test_vanished_client),
         cmocka_unit_test (test_join_and_reads_in_one_burst),
+        cmocka_unit_test (test_batches_keep_order),
         cmocka_unit_test (test_mass_expiry_in_slices),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
