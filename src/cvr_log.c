@@ -81,8 +81,11 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
             cvr_wr_t *body = cvr_effects_body (self->effects, e);
             uint64_t seq = cvr_history_append (self->numbering, topic, root, body);
             //  Never blocks (no high-water mark): the owner reads them all.
-            zsock_send (self->events_out, "ss8b", topic, root, seq,
-                        cvr_wr_data (body), cvr_wr_size (body));
+            void *out = zsock_resolve (self->events_out);
+            zmq_send (out, topic, strlen (topic), ZMQ_SNDMORE);
+            zmq_send (out, root, strlen (root), ZMQ_SNDMORE);
+            zmq_send (out, &seq, sizeof (seq), ZMQ_SNDMORE);
+            zmq_send (out, cvr_wr_data (body), cvr_wr_size (body), 0);
         }
         cvr_effects_clear (self->effects);
         cvr_codec_cmd_destroy (&cmd);
@@ -449,13 +452,37 @@ cvr_log_events (cvr_log_t *self)
     return self->events_in;
 }
 
-int
-cvr_log_recv_event (cvr_log_t *self, char **topic, char **root, uint64_t *seq,
-                    zframe_t **body)
+//  A frame's bytes as a C string, cut to size.
+static void
+s_frame_str (zmq_msg_t *frame, char *out, size_t size)
 {
-    if (!(zsock_events (self->events_in) & ZMQ_POLLIN))
+    size_t len = zmq_msg_size (frame) < size - 1 ? zmq_msg_size (frame) : size - 1;
+    memcpy (out, zmq_msg_data (frame), len);
+    out [len] = 0;
+}
+
+int
+cvr_log_recv_event (cvr_log_t *self, cvr_log_event_t *event)
+{
+    //  [topic, root, seq, body], as the raft thread sends them.
+    void *sock = zsock_resolve (self->events_in);
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    if (zmq_msg_recv (&frame, sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&frame);
         return -1;
-    return zsock_recv (self->events_in, "ss8f", topic, root, seq, body);
+    }
+    s_frame_str (&frame, event->topic, sizeof (event->topic));
+    zmq_msg_recv (&frame, sock, 0);
+    s_frame_str (&frame, event->root, sizeof (event->root));
+    zmq_msg_recv (&frame, sock, 0);
+    event->seq = 0;
+    if (zmq_msg_size (&frame) == sizeof (uint64_t))
+        memcpy (&event->seq, zmq_msg_data (&frame), sizeof (uint64_t));
+    zmq_msg_close (&frame);
+    zmq_msg_init (&event->body);
+    zmq_msg_recv (&event->body, sock, 0);
+    return 0;
 }
 
 int

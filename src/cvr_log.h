@@ -108,16 +108,27 @@ int
     cvr_log_recv (cvr_log_t *self, cvr_raft_event_t *event);
 
 //  The events of the committed state, numbered, one message each:
-//  [topic, root, seq (8 bytes, big-endian), body]. Read with
+//  [topic, root, seq (a uint64_t's 8 bytes, host order), body]. Read with
 //  cvr_log_recv_event. Owned by the log.
 zsock_t *
     cvr_log_events (cvr_log_t *self);
 
-//  Reads one event if one is waiting (never blocks). Returns 0 and sets
-//  the fields (topic, root and body owned by the caller), or -1.
+//  One event as read: topic and root as C strings (names are at most
+//  200 bytes, so every topic fits), the body as a message the reader
+//  closes with zmq_msg_close.
+#define CVR_LOG_TOPIC_MAX 512
+typedef struct {
+    char topic [CVR_LOG_TOPIC_MAX];
+    char root [CVR_LOG_TOPIC_MAX];
+    uint64_t seq;
+    zmq_msg_t body;
+} cvr_log_event_t;
+
+//  Reads one event if one is waiting (never blocks): no allocation, no
+//  poll of the socket's state. Returns 0 and fills event (close its
+//  body), or -1 when none is waiting.
 int
-    cvr_log_recv_event (cvr_log_t *self, char **topic, char **root, uint64_t *seq,
-                        zframe_t **body);
+    cvr_log_recv_event (cvr_log_t *self, cvr_log_event_t *event);
 
 //  Proposes node id's endpoints as an entry (a new leader announces its
 //  own, so that followers can point clients at it; followers have theirs

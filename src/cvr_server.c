@@ -80,7 +80,9 @@ typedef struct _cvr_server_t cvr_server_t;
 typedef struct {
     uint64_t tag;               //  the entry's tag; 0: no command of its own
     bool committed;             //  the entry is committed
-    zlistx_t *messages;         //  zmsg_t, the socket to send on first
+    zchunk_t *replies;          //  its replies, one after another: identity
+                                //  size (4 bytes), identity, REQ delimiter
+                                //  (1 byte: 0 or 1), body size (4), body
 } s_segment_t;
 
 //  A join reply that waits for the rebalance of its group.
@@ -139,6 +141,7 @@ struct _cvr_server_t {
     cvr_wr_t *reply;            //  reply being built, reused
     cvr_reader_t *reader;       //  decodes the requests, reused
     s_envelope_t *batch;        //  S_BATCH envelopes received, not yet handled
+    cvr_log_event_t event;      //  a committed event being published
     zlistx_t *scratch;          //  strings copied out of the current request
     char pool [8192];           //  small ones: bump-allocated, no malloc
     size_t pool_used;           //  (both reset after each request)
@@ -412,25 +415,11 @@ static const char *s_reported_healths [] = { "healthy", "degraded", "unhealthy",
 //  it is durable, and nothing read from the state ahead of the log (a read
 //  in the same batch as a write) goes out before the log has it.
 
-typedef struct {
-    zsock_t *sock;              //  the ROUTER or the PUB, borrowed
-    zmsg_t *msg;                //  owned
-} s_held_t;
-
-static void
-s_held_destroy (s_held_t **self_p)
-{
-    zmsg_destroy (&(*self_p)->msg);
-    free (*self_p);
-    *self_p = NULL;
-}
-
 static s_segment_t *
 s_segment_new (void)
 {
     s_segment_t *self = (s_segment_t *) zmalloc (sizeof (s_segment_t));
-    self->messages = zlistx_new ();
-    zlistx_set_destructor (self->messages, (zlistx_destructor_fn *) s_held_destroy);
+    self->replies = zchunk_new (NULL, 4096);
     return self;
 }
 
@@ -439,27 +428,43 @@ s_segment_destroy (s_segment_t **self_p)
 {
     if (!*self_p)
         return;
-    zlistx_destroy (&(*self_p)->messages);
+    zchunk_destroy (&(*self_p)->replies);
     free (*self_p);
     *self_p = NULL;
 }
 
-//  Sends msg on sock now or holds it with the current batch. Neither socket
-//  ever blocks: ROUTER drops a reply to a peer that is gone or over its
-//  high-water mark, PUB drops an event for a subscriber over its mark
-//  (which recovers it with events_since).
+//  Sends a reply [identity, ("",) body] on the ROUTER, which never blocks:
+//  it drops a reply to a peer that is gone or over its high-water mark.
 static void
-s_out (cvr_server_t *self, zsock_t *sock, zmsg_t **msg_p)
+s_send_now (cvr_server_t *self, const void *identity, size_t identity_size,
+            bool delimiter, const void *body, size_t body_size)
+{
+    void *router = zsock_resolve (self->router);
+    zmq_send (router, identity, identity_size, ZMQ_SNDMORE);
+    if (delimiter)
+        zmq_send (router, "", 0, ZMQ_SNDMORE);
+    zmq_send (router, body, body_size, 0);
+}
+
+//  Sends a reply now or, with a log, holds a copy with the current batch
+//  (appended to one buffer: no allocation per reply once it has grown).
+static void
+s_out (cvr_server_t *self, const void *identity, size_t identity_size, bool delimiter,
+       const void *body, size_t body_size)
 {
     if (!self->log) {
-        zmsg_send (msg_p, sock);
+        s_send_now (self, identity, identity_size, delimiter, body, body_size);
         return;
     }
-    s_held_t *held = (s_held_t *) zmalloc (sizeof (s_held_t));
-    held->sock = sock;
-    held->msg = *msg_p;
-    *msg_p = NULL;
-    zlistx_add_end (self->open->messages, held);
+    zchunk_t *replies = self->open->replies;
+    uint32_t size = (uint32_t) identity_size;
+    uint8_t flag = delimiter;
+    zchunk_extend (replies, &size, sizeof (size));
+    zchunk_extend (replies, identity, identity_size);
+    zchunk_extend (replies, &flag, 1);
+    size = (uint32_t) body_size;
+    zchunk_extend (replies, &size, sizeof (size));
+    zchunk_extend (replies, body, body_size);
 }
 
 //  Sends what the batches at the front may send: those whose entry is
@@ -471,10 +476,17 @@ s_release (cvr_server_t *self)
     while ((first = (s_segment_t *) zlistx_first (self->segments))
     &&     (!first->tag || first->committed)) {
         zlistx_detach (self->segments, NULL);
-        s_held_t *held;
-        while ((held = (s_held_t *) zlistx_detach (first->messages, NULL))) {
-            zmsg_send (&held->msg, held->sock);
-            s_held_destroy (&held);
+        const uint8_t *at = zchunk_data (first->replies);
+        const uint8_t *end = at + zchunk_size (first->replies);
+        while (at < end) {
+            uint32_t identity_size, body_size;
+            memcpy (&identity_size, at, sizeof (uint32_t));
+            const uint8_t *identity = at + sizeof (uint32_t);
+            bool delimiter = identity [identity_size];
+            memcpy (&body_size, identity + identity_size + 1, sizeof (uint32_t));
+            const uint8_t *body = identity + identity_size + 1 + sizeof (uint32_t);
+            s_send_now (self, identity, identity_size, delimiter, body, body_size);
+            at = body + body_size;
         }
         s_segment_destroy (&first);
     }
@@ -502,7 +514,7 @@ s_cut (cvr_server_t *self)
         s_fatal (self, "the raft engine refused a log entry");
         return;
     }
-    if (!tag && zlistx_size (self->open->messages) == 0)
+    if (!tag && zchunk_size (self->open->replies) == 0)
         return;
     self->open->tag = (uint64_t) tag;
     zlistx_add_end (self->segments, self->open);
@@ -604,25 +616,21 @@ static void
 s_drain_events (cvr_server_t *self, size_t most)
 {
     void *pub = zsock_resolve (self->pub);
-    char *topic, *root;
-    uint64_t seq;
-    zframe_t *body;
-    for (size_t n = 0; n < most
-         && cvr_log_recv_event (self->log, &topic, &root, &seq, &body) == 0; n++) {
-        uint64_t latest = cvr_history_seq (self->history);
-        if (cvr_history_put (self->history, topic, root, seq, zframe_data (body),
-                             zframe_size (body)))
+    cvr_log_event_t *event = &self->event;
+    for (size_t n = 0; n < most && cvr_log_recv_event (self->log, event) == 0; n++) {
+        uint64_t latest = cvr_history_seq (self->history), seq = event->seq;
+        const char *topic = event->topic;
+        if (cvr_history_put (self->history, topic, event->root, seq,
+                             zmq_msg_data (&event->body), zmq_msg_size (&event->body)))
             s_log (self, S_ERROR, "committed event %" PRIu64 " does not follow %" PRIu64
                    "; not published", seq, latest);
         else
         if (seq > latest) {
             zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send (pub, zframe_data (body), zframe_size (body), ZMQ_DONTWAIT);
+            zmq_msg_send (&event->body, pub, ZMQ_DONTWAIT);
             s_log (self, S_DEBUG, "event %" PRIu64 " %s", seq, topic);
         }
-        zstr_free (&topic);
-        zstr_free (&root);
-        zframe_destroy (&body);
+        zmq_msg_close (&event->body);
     }
 }
 
@@ -1552,12 +1560,10 @@ s_handle_body (cvr_server_t *self, const void *body, size_t body_size)
 static void
 s_send_reply (cvr_server_t *self, zframe_t **identity, zframe_t **delimiter)
 {
-    zmsg_t *out = zmsg_new ();
-    zmsg_append (out, identity);
-    if (*delimiter)
-        zmsg_append (out, delimiter);
-    zmsg_addmem (out, cvr_wr_data (self->reply), cvr_wr_size (self->reply));
-    s_out (self, self->router, &out);
+    s_out (self, zframe_data (*identity), zframe_size (*identity), *delimiter != NULL,
+           cvr_wr_data (self->reply), cvr_wr_size (self->reply));
+    zframe_destroy (identity);
+    zframe_destroy (delimiter);
 }
 
 static void
@@ -1695,22 +1701,8 @@ s_handle_envelope (cvr_server_t *self, void *router, s_envelope_t *env)
             pending->delimiter = count == 3 ? zframe_new_empty () : NULL;
         }
         else
-        if (self->log) {
-            zmsg_t *out = zmsg_new ();
-            zmsg_addmem (out, zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]));
-            if (count == 3)
-                zmsg_addmem (out, NULL, 0);
-            zmsg_addmem (out, cvr_wr_data (self->reply), cvr_wr_size (self->reply));
-            s_out (self, self->router, &out);
-        }
-        else {
-            //  ROUTER drops a reply to a peer that is gone or over its
-            //  high-water mark; it never blocks the loop.
-            zmq_msg_send (&parts [0], router, ZMQ_SNDMORE);
-            if (count == 3)
-                zmq_msg_send (&parts [1], router, ZMQ_SNDMORE);
-            zmq_send (router, cvr_wr_data (self->reply), cvr_wr_size (self->reply), 0);
-        }
+            s_out (self, zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]), count == 3,
+                   cvr_wr_data (self->reply), cvr_wr_size (self->reply));
     }
     for (int i = 0; i < count; i++)
         zmq_msg_close (&parts [i]);
@@ -2028,7 +2020,7 @@ s_step_down (cvr_server_t *self)
     s_segment_t *segment;
     while ((segment = (s_segment_t *) zlistx_detach (self->segments, NULL)))
         s_segment_destroy (&segment);
-    zlistx_purge (self->open->messages);
+    zchunk_set (self->open->replies, NULL, 0);
     s_drop_pending (self->pending);
     s_drop_pending (self->changes);
     cvr_state_destroy (&self->state);
