@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include "conveyor/conveyor.h"
 #include "cvr_client_internal.h"
+#include "cvr_test_port.h"
 
 #define NODES           3
 #define WAIT_MS         10000   //  bound of every wait for the cluster
@@ -47,27 +48,10 @@ typedef struct {
     node_t nodes [NODES];
 } cluster_t;
 
-//  A free port below the kernel's ephemeral range (32768 and up): these
-//  tests destroy servers while clients still retry their endpoints, and a
-//  port from that range could meanwhile be handed to another test's server
-//  binding `*` (then receiving these clients' requests). Free unless
-//  someone takes it in between.
 static int
 s_free_port (void)
 {
-    for (int attempt = 0; attempt < 200; attempt++) {
-        int port = 20000 + randof (12000);
-        int fd = socket (AF_INET, SOCK_STREAM, 0);
-        assert_true (fd >= 0);
-        struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons (port),
-                                    .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
-        int rc = bind (fd, (struct sockaddr *) &addr, sizeof (addr));
-        close (fd);
-        if (rc == 0)
-            return port;
-    }
-    fail_msg ("no free port in 20000-32000");
-    return -1;
+    return cvr_test_free_port (20000, 32000);
 }
 
 static void

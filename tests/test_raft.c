@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include "cvr_raft.h"
+#include "cvr_test_port.h"
 
 //  LeakSanitizer's suppression of libraft's own leak: see src/cvr_raft.c.
 
@@ -237,31 +238,10 @@ typedef struct {
     size_t peer_count;
 } fixture_t;
 
-//  A free port below the ephemeral range (32768 and up), where the other
-//  suites' servers bind "tcp://127.0.0.1:*" and could take a port between
-//  our check and libraft's bind; the Python cluster tests use 20000-32000,
-//  so this takes 12000-19999, from a random start, the first that binds.
 static int
 s_free_port (void)
 {
-    static unsigned next = 0;
-    if (!next)
-        next = 12000 + (unsigned) (getpid () * 7919u + (unsigned) time (NULL)) % 8000;
-    for (int tries = 0; tries < 8000; tries++) {
-        int port = (int) next;
-        next = next + 1 < 20000 ? next + 1 : 12000;
-        int fd = socket (AF_INET, SOCK_STREAM, 0);
-        assert_true (fd >= 0);
-        struct sockaddr_in addr = { .sin_family = AF_INET,
-                                    .sin_port = htons ((uint16_t) port),
-                                    .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
-        int rc = bind (fd, (struct sockaddr *) &addr, sizeof (addr));
-        close (fd);
-        if (rc == 0)
-            return port;
-    }
-    fail_msg ("no free port in 12000-19999");
-    return -1;
+    return cvr_test_free_port (12000, 20000);
 }
 
 static int
