@@ -363,22 +363,33 @@ s_get_strs (zlistx_t *owned, const msgpack_object *map, const char *key,
     return 0;
 }
 
-//  A service record (caller destroys), or NULL.
+//  A string field copied straight into *out (which then owns it); absent
+//  is NULL when optional, else an error, as is anything but a string.
+static int
+s_take_str (const msgpack_object *map, const char *key, bool optional, char **out)
+{
+    const msgpack_object *o = cvr_obj_get (map, key);
+    if (!o)
+        return optional ? 0 : -1;
+    *out = cvr_obj_strdup (o);
+    return *out ? 0 : -1;
+}
+
+//  A service record (caller destroys), or NULL. Each string is copied once,
+//  into the record (this runs for every registration in the log).
 static cvr_service_t *
 s_read_service (const msgpack_object *o)
 {
     if (!cvr_obj_is_str_map (o))
         return NULL;
-    zlistx_t *owned = s_owned_new ();
     cvr_service_t *self = (cvr_service_t *) zmalloc (sizeof (cvr_service_t));
-    const char *id, *name, *type, *endpoint, *group;
     const msgpack_object *labels;
     size_t count = 0;
-    int rc = s_get_str (owned, o, "id", &id)
-          || s_get_str (owned, o, "nm", &name)
-          || s_get_opt (owned, o, "ty", &type)
-          || s_get_opt (owned, o, "ep", &endpoint)
-          || s_get_opt (owned, o, "g", &group)
+    int rc = s_take_str (o, "id", false, &self->service_id)
+          || s_take_str (o, "nm", false, &self->service_name)
+          || s_take_str (o, "ty", true, &self->service_type)
+          || s_take_str (o, "ep", true, &self->endpoint)
+          || s_take_str (o, "g", true, &self->group_id)
           || s_get_health (o, "h", &self->health)
           || s_get_int (o, "w", &self->weight)
           || s_get_int (o, "ra", &self->registered_at)
@@ -386,27 +397,20 @@ s_read_service (const msgpack_object *o)
           || s_get_int (o, "lm", &self->lease_ms)
           || s_get_int (o, "r", &self->revision)
           || s_get_array (o, "l", &labels, &count) ? -1 : 0;
-    if (rc == 0) {
-        self->service_id = strdup (id);
-        self->service_name = strdup (name);
-        self->service_type = type ? strdup (type) : NULL;
-        self->endpoint = endpoint ? strdup (endpoint) : NULL;
-        self->group_id = group ? strdup (group) : NULL;
-        if (count)
-            self->labels = (cvr_label_t *) zmalloc (count * sizeof (cvr_label_t));
-        for (size_t i = 0; i < count && rc == 0; i++) {
-            const char *key, *value;
-            if (!s_is_tuple (&labels [i], 2)
-            ||  s_str (owned, &labels [i].via.array.ptr [0], &key)
-            ||  s_str (owned, &labels [i].via.array.ptr [1], &value))
-                rc = -1;
-            else {
-                self->labels [i] = (cvr_label_t) { strdup (key), strdup (value) };
-                self->labels_count++;
-            }
+    if (rc == 0 && count)
+        self->labels = (cvr_label_t *) zmalloc (count * sizeof (cvr_label_t));
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        cvr_label_t *label = &self->labels [i];
+        if (!s_is_tuple (&labels [i], 2)
+        ||  !(label->key = cvr_obj_strdup (&labels [i].via.array.ptr [0]))
+        ||  !(label->value = cvr_obj_strdup (&labels [i].via.array.ptr [1]))) {
+            free (label->key);
+            label->key = NULL;
+            rc = -1;
         }
+        else
+            self->labels_count++;
     }
-    zlistx_destroy (&owned);
     if (rc)
         cvr_service_destroy (&self);
     return self;
