@@ -596,7 +596,7 @@ cvr_proto_service_id_hint (const void *data, size_t size, size_t *len)
     if (at < end && (*at & 0xe0) == 0xa0)
         *len = *at++ & 0x1f;
     else
-    if (at + 1 < end && *at == 0xd9) {
+    if (end - at > 1 && *at == 0xd9) {
         *len = at [1];
         at += 2;
     }

@@ -81,8 +81,8 @@ typedef struct {
     uint64_t tag;               //  the entry's tag; 0: no command of its own
     bool committed;             //  the entry is committed
     zchunk_t *replies;          //  its replies, one after another: identity
-                                //  size (4 bytes), identity, REQ delimiter
-                                //  (1 byte: 0 or 1), body size (4), body
+                                //  size (a size_t), identity, REQ delimiter
+                                //  (1 byte: 0 or 1), body size (size_t), body
 } s_segment_t;
 
 //  A join reply that waits for the rebalance of its group.
@@ -457,13 +457,11 @@ s_out (cvr_server_t *self, const void *identity, size_t identity_size, bool deli
         return;
     }
     zchunk_t *replies = self->open->replies;
-    uint32_t size = (uint32_t) identity_size;
     uint8_t flag = delimiter;
-    zchunk_extend (replies, &size, sizeof (size));
+    zchunk_extend (replies, &identity_size, sizeof (size_t));
     zchunk_extend (replies, identity, identity_size);
     zchunk_extend (replies, &flag, 1);
-    size = (uint32_t) body_size;
-    zchunk_extend (replies, &size, sizeof (size));
+    zchunk_extend (replies, &body_size, sizeof (size_t));
     zchunk_extend (replies, body, body_size);
 }
 
@@ -479,12 +477,12 @@ s_release (cvr_server_t *self)
         const uint8_t *at = zchunk_data (first->replies);
         const uint8_t *end = at + zchunk_size (first->replies);
         while (at < end) {
-            uint32_t identity_size, body_size;
-            memcpy (&identity_size, at, sizeof (uint32_t));
-            const uint8_t *identity = at + sizeof (uint32_t);
+            size_t identity_size, body_size;
+            memcpy (&identity_size, at, sizeof (size_t));
+            const uint8_t *identity = at + sizeof (size_t);
             bool delimiter = identity [identity_size];
-            memcpy (&body_size, identity + identity_size + 1, sizeof (uint32_t));
-            const uint8_t *body = identity + identity_size + 1 + sizeof (uint32_t);
+            memcpy (&body_size, identity + identity_size + 1, sizeof (size_t));
+            const uint8_t *body = identity + identity_size + 1 + sizeof (size_t);
             s_send_now (self, identity, identity_size, delimiter, body, body_size);
             at = body + body_size;
         }
