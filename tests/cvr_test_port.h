@@ -16,14 +16,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-//  A port in [low, high) that could be bound on 127.0.0.1 just now,
-//  tried from a random start: free unless someone takes it in between.
+//  A port in [low, high) that could be bound on 127.0.0.1 just now: free
+//  unless someone takes it in between. The first call starts at a random
+//  port, later ones continue after the last port given, so a test that
+//  asks for several before binding any never gets the same one twice.
 static inline int
 cvr_test_free_port (int low, int high)
 {
-    int span = high - low, start = randof (span);
+    static int next = -1;
+    int span = high - low;
+    if (next < 0)
+        next = randof (span);
     for (int i = 0; i < span; i++) {
-        int port = low + (start + i) % span;
+        int port = low + next;
+        next = (next + 1) % span;
         int fd = socket (AF_INET, SOCK_STREAM, 0);
         assert_true (fd >= 0);
         struct sockaddr_in addr = { .sin_family = AF_INET,
