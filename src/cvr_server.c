@@ -1683,7 +1683,7 @@ s_prefetch (cvr_server_t *self, s_envelope_t *env, int step)
 
 //  Answers one envelope (or defers its reply) and frees its frames.
 static void
-s_handle_envelope (cvr_server_t *self, void *router, s_envelope_t *env)
+s_handle_envelope (cvr_server_t *self, s_envelope_t *env)
 {
     zmq_msg_t *parts = env->parts;
     int count = env->count;
@@ -1725,7 +1725,7 @@ s_on_router (zloop_t *loop, zsock_t *router, void *arg)
         if (i >= S_AHEAD / 2 && i - S_AHEAD / 2 < count)
             s_prefetch (self, &batch [i - S_AHEAD / 2], 1);
         if (i >= S_AHEAD)
-            s_handle_envelope (self, handle, &batch [i - S_AHEAD]);
+            s_handle_envelope (self, &batch [i - S_AHEAD]);
     }
     s_flush (self);
     return 0;

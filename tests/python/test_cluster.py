@@ -149,17 +149,7 @@ class ClusterClient:
         return self.endpoints[(i + 1) % n]
 
     def _attempt(self, ep, msg, timeout):
-        sock = self._sock(ep)
-        sock.send(pack(msg))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLIN):
-                return None
-            reply = unpack(sock.recv())
-            if isinstance(reply, dict) and reply.get("rid") == msg["rid"]:
-                return reply
-            # A late reply to an earlier attempt: not this one.
+        return send_await(self._sock(ep), msg, timeout)
 
     def call(self, op, **fields):
         """The first reply that is not NOT_LEADER, or None past the deadline."""
@@ -741,21 +731,27 @@ class Worker(threading.Thread):
         return sum(1 for at, o in self.acks if at > t and (op is None or o == op))
 
 
+def send_await(sock, msg, timeout):
+    """Sends msg on sock; the reply with its rid, or None after timeout
+    (late replies to earlier requests on the socket are skipped)."""
+    sock.send(pack(msg))
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+            return None
+        reply = unpack(sock.recv())
+        if isinstance(reply, dict) and reply.get("rid") == msg.get("rid"):
+            return reply
+
+
 def rpc_once(ctx, endpoint, msg, timeout):
     """One request on a fresh DEALER; its reply, or None after timeout."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(endpoint)
-        sock.send(pack(msg))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLIN):
-                return None
-            reply = unpack(sock.recv())
-            if reply.get("rid") == msg.get("rid"):
-                return reply
+        return send_await(sock, msg, timeout)
     finally:
         sock.close(0)
 

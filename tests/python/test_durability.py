@@ -663,6 +663,14 @@ def snapshot_files(path):
     return sorted(os.path.basename(f) for f in glob.glob(os.path.join(path, "snapshot-*")))
 
 
+def wait_snapshot(path, timeout=5.0):
+    """Waits (bounded) until libraft has written a snapshot in path."""
+    deadline = time.monotonic() + timeout
+    while not snapshot_files(path):
+        assert time.monotonic() < deadline, f"no snapshot in {os.listdir(path)}"
+        time.sleep(0.05)
+
+
 def full_state(c):
     services = {}
     for sid, s in services_by_id(c).items():
@@ -706,10 +714,7 @@ def test_snapshots_and_repeated_restarts(node_factory):
     seq = c.ok("hello")["seq"]
 
     # libraft writes its snapshots as snapshot-<term>-<index>-<time>[.meta].
-    deadline = time.monotonic() + 5.0
-    while not snapshot_files(node.dir):
-        assert time.monotonic() < deadline, f"no snapshot in {os.listdir(node.dir)}"
-        time.sleep(0.05)
+    wait_snapshot(node.dir)
 
     # kill -9, restart: state intact.
     node.kill9()
@@ -763,10 +768,7 @@ def test_restart_from_snapshot_logs_no_error(node_factory):
     c = d.client()
     for i in range(50):         # lock-step: about one entry each
         reg(c, "e-%d" % i, name="e")
-    deadline = time.monotonic() + 5.0
-    while not snapshot_files(node.dir):
-        assert time.monotonic() < deadline, f"no snapshot in {os.listdir(node.dir)}"
-        time.sleep(0.05)
+    wait_snapshot(node.dir)
     node.kill9()
     d = node.start()
     assert len(services_by_id(d.client())) == 50

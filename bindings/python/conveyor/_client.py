@@ -295,21 +295,7 @@ class Client:
     def _try(self, op: str, fields: Mapping[str, Any], endpoint: str, until: float,
              wait: float) -> Outcome:
         """One try on ``endpoint``, waiting until ``until``."""
-        if self._closed:
-            raise Error("CLOSED", "the client is closed")
-        link = self._link
-        if link is None or link.endpoint != endpoint:
-            # Another node: a fresh socket, so nothing of the old one's
-            # (late replies, queued requests) can be mistaken.
-            if link is not None:
-                link.close()
-                self._link = None
-            self._open_socket()
-            link = self._link
-            assert link is not None
-        if link.used:
-            link.drain()   # events of earlier, finished tries
-        link.used = True
+        link = _link_for_try(self, endpoint)
         rid = self._call_rid       # the call's: every try of it is the same request
         started = time.monotonic()
         try:
@@ -330,12 +316,8 @@ class Client:
                 # Drop the socket: whatever it still queues (this request
                 # included) must not reach the server later.
                 self._reset_socket()
-                if self._eps.multi:
-                    why = f"no reply to {op} from {endpoint} within {until - started:.3g} s"
-                else:
-                    why = (f"no reply to {op} from {endpoint} within {wait:g} s"
-                           f"{_curve_hint(self.security)}")
-                return ("noreply", (True, why))
+                return ("noreply", (True, _no_reply_why(self, op, endpoint,
+                                                        until - started, wait)))
             if link.sock in ready:
                 reply = _read_reply(link.sock.recv_multipart(), rid, endpoint)
                 if reply is not None:
@@ -553,6 +535,34 @@ class Client:
 
 
 ServerArg = Union[str, Sequence[str], Client, None]
+
+
+def _link_for_try(client: Any, endpoint: str) -> _Link:
+    """The link a try on ``endpoint`` uses (Client and AsyncClient alike):
+    the open one if it is to that node, else a fresh socket, so nothing of
+    the old one's (late replies, queued requests) can be mistaken."""
+    if client._closed:
+        raise Error("CLOSED", "the client is closed")
+    link = client._link
+    if link is None or link.endpoint != endpoint:
+        if link is not None:
+            link.close()
+            client._link = None
+        client._open_socket()
+        link = client._link
+        assert link is not None
+    if link.used:
+        link.drain()   # events of earlier, finished tries
+    link.used = True
+    return link
+
+
+def _no_reply_why(client: Any, op: str, endpoint: str, waited: float, wait: float) -> str:
+    """Why a try got no reply: with one node, with a hint at CURVE keys."""
+    if client._eps.multi:
+        return f"no reply to {op} from {endpoint} within {waited:.3g} s"
+    return (f"no reply to {op} from {endpoint} within {wait:g} s"
+            f"{_curve_hint(client.security)}")
 
 
 def _curve_hint(security: Optional[Security]) -> str:

@@ -269,6 +269,17 @@ def run_proc(client: Client, proc: Proc) -> None:
             return
 
 
+def _sub_link(client: Any, prefix: str, events_endpoint: str) -> _Link:
+    """A SUB socket of client's (Client or AsyncClient) on events_endpoint,
+    subscribed to prefix and to the server heartbeat; with several nodes,
+    monitored, so that a dropped connection shows."""
+    link = _Link(client._socket(zmq.SUB), events_endpoint, client._eps.multi)
+    link.sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+    if not HEARTBEAT_TOPIC.startswith(prefix):
+        link.sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC.encode())
+    return link
+
+
 class Watch:
     """Follows the events under a topic prefix, in order, without losing any.
 
@@ -382,10 +393,7 @@ class Watch:
     def _subscribe(self, events_endpoint: str) -> None:
         """Subscribe on the node the client uses (a fresh socket, closing
         the old one). With several nodes, a monitor tells when it drops."""
-        link = _Link(self._client._socket(zmq.SUB), events_endpoint, self._client._eps.multi)
-        link.sock.setsockopt(zmq.SUBSCRIBE, self.prefix.encode())
-        if not HEARTBEAT_TOPIC.startswith(self.prefix):
-            link.sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC.encode())
+        link = _sub_link(self._client, self.prefix, events_endpoint)
         if self._sub_link is not None:
             self._sub_link.close()
         self._sub_link = link

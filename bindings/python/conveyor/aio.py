@@ -30,8 +30,8 @@ from typing import (Any, AsyncIterator, Deque, Dict, Iterable, Mapping,
 import zmq
 import zmq.asyncio
 
-from ._client import (_curve_hint, _Link, _read_reply, default_try_timeout,
-                      member_id_for)
+from ._client import (_curve_hint, _Link, _link_for_try, _no_reply_why, _read_reply,
+                      default_try_timeout, member_id_for)
 from ._endpoints import (Endpoints, EndpointsArg, Outcome, Plan, call_plan,
                          wildcard_endpoint)
 from ._errors import Error
@@ -39,7 +39,7 @@ from ._security import Security, apply_security, check_security
 from ._types import (ClusterStatus, Event, EventsPage, Group, GroupHeartbeat,
                      GroupList, Hello, JoinResult, Lease, Service, ServiceList,
                      Topic, TopicPartition)
-from ._watch import HEARTBEAT_TOPIC, PROBE_EVERY_S, SILENCE_S, Proc, _WatchCore
+from ._watch import HEARTBEAT_TOPIC, PROBE_EVERY_S, SILENCE_S, Proc, _sub_link, _WatchCore
 from ._wire import (DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, Offsets, build_request,
                     log, offsets_list, pack, parse_events, parse_group,
                     parse_group_heartbeat, parse_groups, parse_hello,
@@ -179,19 +179,7 @@ class AsyncClient:
 
     async def _try(self, op: str, fields: Mapping[str, Any], endpoint: str, until: float,
                    wait: float) -> Outcome:
-        if self._closed:
-            raise Error("CLOSED", "the client is closed")
-        link = self._link
-        if link is None or link.endpoint != endpoint:
-            if link is not None:
-                link.close()
-                self._link = None
-            self._open_socket()
-            link = self._link
-            assert link is not None
-        if link.used:
-            link.drain()
-        link.used = True
+        link = _link_for_try(self, endpoint)
         sock = link.sock
         rid = self._call_rid       # the call's: every try of it is the same request
         started = time.monotonic()
@@ -213,12 +201,8 @@ class AsyncClient:
                     if time.monotonic() < until:
                         continue
                     self._reset_socket()
-                    if self._eps.multi:
-                        why = f"no reply to {op} from {endpoint} within {until - started:.3g} s"
-                    else:
-                        why = (f"no reply to {op} from {endpoint} within {wait:g} s"
-                               f"{_curve_hint(self.security)}")
-                    return ("noreply", (True, why))
+                    return ("noreply", (True, _no_reply_why(self, op, endpoint,
+                                                            until - started, wait)))
                 if sock in ready:
                     reply = _read_reply(await sock.recv_multipart(), rid, endpoint)
                     if reply is not None:
@@ -495,10 +479,7 @@ class AsyncWatch:
         return self._node
 
     def _subscribe(self, events_endpoint: str) -> None:
-        link = _Link(self._client._socket(zmq.SUB), events_endpoint, self._client._eps.multi)
-        link.sock.setsockopt(zmq.SUBSCRIBE, self.prefix.encode())
-        if not HEARTBEAT_TOPIC.startswith(self.prefix):
-            link.sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC.encode())
+        link = _sub_link(self._client, self.prefix, events_endpoint)
         if self._sub_link is not None:
             self._sub_link.close()
         self._sub_link = link
