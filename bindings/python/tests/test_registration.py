@@ -129,6 +129,9 @@ def test_survives_an_unreachable_server(conveyord, uid):
                 except conveyor.NotFound:
                     return None
             wait_for(registered, 5, "re-registration on the new server")
-        assert reg.registrations >= 2
+            # The server holds the record before its reply reaches the
+            # heartbeat thread, so the count is waited on too, not read once.
+            wait_for(lambda: reg.registrations >= 2, 5,
+                     "the re-registration's reply at the heartbeat thread")
     finally:
         reg.close()
