@@ -279,17 +279,31 @@ def test_source_rate_limits_production(conveyord, procs, tmp_path):
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.connect(ep)
 
-        def info():
-            dealer.send(msgpack.packb({"op": "info", "rid": 1}))
-            if not dealer.poll(500):
-                return None
-            return msgpack.unpackb(dealer.recv(), raw=False)
+        rids = [0]
 
-        first = _wait(info, 10, "the source")
+        def info():
+            """(reply, sent at, received at), or None after 500 ms; a late
+            reply to an earlier try is skipped by its rid."""
+            rids[0] += 1
+            sent = time.monotonic()
+            dealer.send(msgpack.packb({"op": "info", "rid": rids[0]}))
+            while True:
+                left = sent + 0.5 - time.monotonic()
+                if left <= 0 or not dealer.poll(int(left * 1000) + 1):
+                    return None
+                r = msgpack.unpackb(dealer.recv(), raw=False)
+                if r.get("rid") == rids[0]:
+                    return r, sent, time.monotonic()
+
+        first, sent1, got1 = _wait(info, 10, "the source")
         time.sleep(1.0)
-        second = info()
+        second, sent2, got2 = _wait(info, 10, "the source's info")
         grown = second["high"][0] - first["high"][0]
-        assert 30 <= grown <= 80, (first, second)    # about 50 per second
+        # About 50 per second over the time between the two readings: at
+        # least sent2 - got1, at most got2 - sent1 (about 1 s; more if this
+        # process was slow to wake up or a reply slow to come).
+        assert 30 * (sent2 - got1) <= grown <= 80 * (got2 - sent1), \
+            (first, second, sent2 - got1, got2 - sent1)
         assert second["complete"] is False
     finally:
         ctx.destroy(linger=0)
@@ -340,14 +354,22 @@ def test_revoked_in_flight_batch_is_redelivered_not_lost(conveyord, procs, tmp_p
                 news = [j for j in entries[seen:] if j["ev"] == "sent"
                         and (target is None or j["p"] == target)]
                 return (len(entries), news[-1]) if news else None
-            seen, _ = _wait(fresh_sent, 15, "a batch in flight")
+            seen, sent = _wait(fresh_sent, 15, "a batch in flight")
             joined = client.join_group("transformers", ["events"], member_id="intruder",
                                        session_timeout_ms=10000)
             moved = [p for t, p in joined.assignment]
             assert len(moved) == 1
             if target is None:
                 target = moved[0]
-            time.sleep(0.6)           # the ack (300 ms) came; the commit was fenced
+
+            def batch_done():
+                # The ack (300 ms) came and the commit was made (or fenced):
+                # waited on in the journal, not slept for.
+                entries = read_jsonl(str(journal))
+                later = entries[entries.index(sent) + 1:]
+                return [j for j in later if j.get("p") == sent["p"]
+                        and j["ev"] in ("committed", "abandoned", "sink_timeout")]
+            _wait(batch_done, 15, "the batch in flight to be committed or abandoned")
             client.leave_group("transformers", "intruder")
             entries = read_jsonl(str(journal))
             if any(j["ev"] == "abandoned" for j in entries):

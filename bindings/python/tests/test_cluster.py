@@ -444,6 +444,8 @@ def test_leader_killed_under_load(cluster, uid, caplog):
         wait_for(lambda: len(latencies) >= calls_before + 10 or errors, 10,
                  "the loop of calls going on")
         wait_for(lambda: watch.node not in (None, dead) or errors, 10, "the watch moving")
+        # The member's thread moves on its own heartbeats, not the registration's.
+        wait_for(lambda: member._client.endpoint == leader_ep or errors, 10, "the member moving")
         assert reg._client.endpoint == leader_ep and member._client.endpoint == leader_ep
         # Past two leases and sessions after the takeover: nothing expired.
         time.sleep(max(0.0, took_over + 2 * LEASE_MS / 1000 + 0.5 - time.monotonic()))

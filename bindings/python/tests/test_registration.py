@@ -63,8 +63,10 @@ def test_set_health(daemon, client, uid):
                                server=daemon.requests) as reg:
         reg.set_health("degraded")
         assert client.get_service(uid).health == "degraded"
-        # the background heartbeats keep reporting it
-        time.sleep(0.35)
+        # the background heartbeats keep reporting it: wait for one that
+        # started after set_health (counted once its reply came), not a sleep
+        beats = reg.heartbeats
+        wait_for(lambda: reg.heartbeats > beats, 3, "a background heartbeat")
         assert client.get_service(uid).health == "degraded"
         assert reg.health == "degraded"
         reg.set_health("healthy")
