@@ -100,6 +100,7 @@ class GroupMember:
         self._generation = 0
         self._assignment: Assignment = ()
         self._members: Tuple[str, ...] = ()
+        self._members_generation = 0     # the generation _members is of
         self._session_ms = session_timeout_ms or 0
         self._stop = threading.Event()
         self._beat_now = threading.Event()
@@ -215,6 +216,7 @@ class GroupMember:
             self._generation = res.generation
             self._assignment = res.assignment
             self._members = res.members
+            self._members_generation = res.generation
             self._lost = False
             self._pending_initial = list(res.assignment)
             self.joins += 1
@@ -230,13 +232,16 @@ class GroupMember:
     def _apply(self, generation: int, assignment: Assignment,
                members: Optional[Sequence[str]] = None) -> None:
         with self._state:
+            # A heartbeat reply may bring a generation before its assignment
+            # event: the event then still brings that generation's members.
+            if members is not None and generation > self._members_generation:
+                self._members = tuple(sorted(members))
+                self._members_generation = generation
             if generation <= self._generation:
                 return
             old = set(self._assignment)
             self._generation = generation
             self._assignment = assignment
-            if members is not None:
-                self._members = tuple(sorted(members))
         new = set(assignment)
         revoked = sorted(old - new)
         gained = sorted(new - old)
@@ -327,7 +332,7 @@ class GroupMember:
             return
         if kind == "assignment":
             gen = body.get("generation")
-            if not isinstance(gen, int) or gen <= self._generation:
+            if not isinstance(gen, int) or gen < self._generation:
                 return
             assignments = body.get("assignments") or {}
             if self._member_id in assignments:

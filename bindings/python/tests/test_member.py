@@ -76,8 +76,11 @@ def test_callbacks_follow_joins_and_leaves(daemon, client, uid):
         m3 = start(daemon, uid, [uid])
         wait_for(lambda: settled(client, uid, [m1, m2, m3], parts), 5, "three settled")
         assert all(len(m.assignment) == 2 for m in (m1, m2, m3))
-        assert m1.members == m2.members == m3.members == tuple(sorted(
-            m.member_id for m in (m1, m2, m3)))
+        # The member lists come with the assignment event, which may follow
+        # the heartbeat reply that brought the generation.
+        everyone = tuple(sorted(m.member_id for m in (m1, m2, m3)))
+        wait_for(lambda: m1.members == m2.members == m3.members == everyone, 5,
+                 "every member's list of members")
 
         # a graceful leave: m3 revokes everything, the others get its share
         m3.close()
@@ -90,6 +93,36 @@ def test_callbacks_follow_joins_and_leaves(daemon, client, uid):
     finally:
         m1.close()
     assert client.get_group(uid).members == []
+
+
+def test_members_from_an_assignment_event_after_the_heartbeat(daemon, client, uid):
+    """A heartbeat reply brings a new generation (without its members); the
+    generation's assignment event, arriving after it, still brings them."""
+    client.create_topic(uid, 4)
+    m1 = start(daemon, uid, [uid])
+    held_events = []
+    on_event = m1._on_event
+    m1._on_event = lambda topic, body: held_events.append((topic, body))
+    try:
+        m2 = start(daemon, uid, [uid])
+        try:
+            gen = client.get_group(uid).generation
+            m1._beat_now.set()
+            wait_for(lambda: m1.generation == gen, 5, "the heartbeat bringing the generation")
+            assert m1.members == (m1.member_id,)    # not in a heartbeat reply
+
+            def assignment_held():
+                return any(b.get("type") == "assignment" and b.get("generation") == gen
+                           for _, b in held_events)
+            wait_for(assignment_held, 5, "the generation's assignment event")
+            for topic, body in list(held_events):
+                on_event(topic, body)
+            assert m1.members == tuple(sorted((m1.member_id, m2.member_id)))
+            assert m1.generation == gen
+        finally:
+            m2.close()
+    finally:
+        m1.close()
 
 
 def test_crash_then_rejoin(daemon, client, uid):
