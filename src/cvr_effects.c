@@ -1,9 +1,12 @@
 /*  cvr_effects.c: events produced by one command. */
 #include "cvr_effects.h"
 
+//  Topic and root share one buffer, "root/leaf\0root\0", kept (and grown
+//  when needed) across clears like the body: no allocation per event.
 typedef struct {
-    char *topic;                //  owned
-    char *root;                 //  owned
+    char *names;                //  owned, reused across clears
+    size_t names_size;          //  bytes allocated
+    const char *root;           //  inside names
     cvr_wr_t *body;             //  owned, reused across clears
 } s_event_t;
 
@@ -25,9 +28,10 @@ cvr_effects_destroy (cvr_effects_t **self_p)
     if (!self_p || !*self_p)
         return;
     cvr_effects_t *self = *self_p;
-    cvr_effects_clear (self);
-    for (size_t i = 0; i < self->capacity; i++)
+    for (size_t i = 0; i < self->capacity; i++) {
         cvr_wr_destroy (&self->events [i].body);
+        free (self->events [i].names);
+    }
     free (self->events);
     free (self);
     *self_p = NULL;
@@ -36,10 +40,6 @@ cvr_effects_destroy (cvr_effects_t **self_p)
 void
 cvr_effects_clear (cvr_effects_t *self)
 {
-    for (size_t i = 0; i < self->size; i++) {
-        zstr_free (&self->events [i].topic);
-        zstr_free (&self->events [i].root);
-    }
     self->size = 0;
 }
 
@@ -52,12 +52,25 @@ cvr_effects_add (cvr_effects_t *self, const char *root, const char *leaf,
         self->events = (s_event_t *) realloc (self->events, capacity * sizeof (s_event_t));
         assert (self->events);
         for (size_t i = self->capacity; i < capacity; i++)
-            self->events [i] = (s_event_t) { NULL, NULL, cvr_wr_new () };
+            self->events [i] = (s_event_t) { .body = cvr_wr_new () };
         self->capacity = capacity;
     }
     s_event_t *event = &self->events [self->size++];
-    event->topic = zsys_sprintf ("%s/%s", root, leaf);
-    event->root = strdup (root);
+    size_t root_len = strlen (root), leaf_len = strlen (leaf);
+    size_t need = 2 * root_len + leaf_len + 3;
+    if (need > event->names_size) {
+        event->names_size = need < 256 ? 256 : need;
+        free (event->names);
+        event->names = (char *) malloc (event->names_size);
+        assert (event->names);
+    }
+    char *names = event->names;
+    memcpy (names, root, root_len);
+    names [root_len] = '/';
+    memcpy (names + root_len + 1, leaf, leaf_len + 1);
+    names += root_len + leaf_len + 2;
+    memcpy (names, root, root_len + 1);
+    event->root = names;
     cvr_wr_reset (event->body);
     cvr_wr_map (event->body);
     cvr_wr_kstr (event->body, "type", type);
@@ -74,7 +87,7 @@ cvr_effects_size (cvr_effects_t *self)
 const char *
 cvr_effects_topic (cvr_effects_t *self, size_t index)
 {
-    return index < self->size ? self->events [index].topic : NULL;
+    return index < self->size ? self->events [index].names : NULL;
 }
 
 const char *

@@ -190,6 +190,8 @@ static void
 s_publish_membership (cvr_effects_t *effects, const s_group_t *group, const char *type,
                       const char *member_id, int64_t generation, int64_t now)
 {
+    if (!effects)
+        return;
     char root [256];
     s_root (group, root, sizeof (root));
     cvr_wr_t *body = cvr_effects_add (effects, root, "membership", type, now);
@@ -236,6 +238,8 @@ static void
 s_publish_assignment (cvr_effects_t *effects, s_group_t *group, const char *reason,
                       int64_t now)
 {
+    if (!effects)
+        return;
     char root [256];
     s_root (group, root, sizeof (root));
     cvr_wr_t *body = cvr_effects_add (effects, root, "assignment", "assignment", now);
@@ -257,6 +261,8 @@ s_publish_assignment (cvr_effects_t *effects, s_group_t *group, const char *reas
 static void
 s_publish_topic (cvr_effects_t *effects, const s_topic_t *topic, int64_t now)
 {
+    if (!effects)
+        return;
     char root [256];
     snprintf (root, sizeof (root), "topic/%s", topic->name);
     cvr_wr_t *body = cvr_effects_add (effects, root, "changed", "changed", now);

@@ -144,6 +144,8 @@ static void
 s_publish (cvr_effects_t *effects, const cvr_service_t *service,
            const char *type, int64_t now)
 {
+    if (!effects)
+        return;
     char root [256];
     snprintf (root, sizeof (root), "service/%s", service->service_name);
     cvr_wr_t *body = cvr_effects_add (effects, root, type, type, now);

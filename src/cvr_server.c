@@ -409,8 +409,8 @@ static const char *s_reported_healths [] = { "healthy", "degraded", "unhealthy",
 //  Commands and events
 
 //  --------------------------------------------------------------------------
-//  Sending. In memory, replies and events go out at once. With --data-dir
-//  they are held with their batch until the batch's log entry is committed,
+//  Sending. In memory, events go out at once and replies at the end of
+//  their batch of requests (after its events). With --data-dir both are held with their batch until the batch's log entry is committed,
 //  and batches go out in order: nothing is acknowledged or published before
 //  it is durable, and nothing read from the state ahead of the log (a read
 //  in the same batch as a write) goes out before the log has it.
@@ -446,16 +446,12 @@ s_send_now (cvr_server_t *self, const void *identity, size_t identity_size,
     zmq_send (router, body, body_size, 0);
 }
 
-//  Sends a reply now or, with a log, holds a copy with the current batch
-//  (appended to one buffer: no allocation per reply once it has grown).
+//  Holds a copy of a reply with the current batch (appended to one buffer:
+//  no allocation per reply once it has grown) until s_cut.
 static void
 s_out (cvr_server_t *self, const void *identity, size_t identity_size, bool delimiter,
        const void *body, size_t body_size)
 {
-    if (!self->log) {
-        s_send_now (self, identity, identity_size, delimiter, body, body_size);
-        return;
-    }
     zchunk_t *replies = self->open->replies;
     uint8_t flag = delimiter;
     zchunk_extend (replies, &identity_size, sizeof (size_t));
@@ -463,6 +459,24 @@ s_out (cvr_server_t *self, const void *identity, size_t identity_size, bool deli
     zchunk_extend (replies, &flag, 1);
     zchunk_extend (replies, &body_size, sizeof (size_t));
     zchunk_extend (replies, body, body_size);
+}
+
+//  Sends the replies held in a segment, in the order they were held.
+static void
+s_send_held (cvr_server_t *self, s_segment_t *segment)
+{
+    const uint8_t *at = zchunk_data (segment->replies);
+    const uint8_t *end = at + zchunk_size (segment->replies);
+    while (at < end) {
+        size_t identity_size, body_size;
+        memcpy (&identity_size, at, sizeof (size_t));
+        const uint8_t *identity = at + sizeof (size_t);
+        bool delimiter = identity [identity_size];
+        memcpy (&body_size, identity + identity_size + 1, sizeof (size_t));
+        const uint8_t *body = identity + identity_size + 1 + sizeof (size_t);
+        s_send_now (self, identity, identity_size, delimiter, body, body_size);
+        at = body + body_size;
+    }
 }
 
 //  Sends what the batches at the front may send: those whose entry is
@@ -474,18 +488,7 @@ s_release (cvr_server_t *self)
     while ((first = (s_segment_t *) zlistx_first (self->segments))
     &&     (!first->tag || first->committed)) {
         zlistx_detach (self->segments, NULL);
-        const uint8_t *at = zchunk_data (first->replies);
-        const uint8_t *end = at + zchunk_size (first->replies);
-        while (at < end) {
-            size_t identity_size, body_size;
-            memcpy (&identity_size, at, sizeof (size_t));
-            const uint8_t *identity = at + sizeof (size_t);
-            bool delimiter = identity [identity_size];
-            memcpy (&body_size, identity + identity_size + 1, sizeof (size_t));
-            const uint8_t *body = identity + identity_size + 1 + sizeof (size_t);
-            s_send_now (self, identity, identity_size, delimiter, body, body_size);
-            at = body + body_size;
-        }
+        s_send_held (self, first);
         s_segment_destroy (&first);
     }
 }
@@ -499,14 +502,20 @@ s_fatal (cvr_server_t *self, const char *reason)
     zstr_sendx (self->pipe, "FATAL", reason, NULL);
 }
 
-//  Ends the current batch: its commands become one log entry, and what it
-//  sends waits for that entry (or, without commands, for the batches
-//  before it).
+//  Ends the current batch. In memory, its replies go out now, together:
+//  the I/O thread is woken once and writes them with few system calls,
+//  where replies sent one by one, each after its request's work, would
+//  wake it (and the client) once per reply. With a log, the batch's
+//  commands become one log entry, and what it sends waits for that entry
+//  (or, without commands, for the batches before it).
 static void
 s_cut (cvr_server_t *self)
 {
-    if (!self->log)
+    if (!self->log) {
+        s_send_held (self, self->open);
+        zchunk_set (self->open->replies, NULL, 0);
         return;
+    }
     int64_t tag = cvr_log_commit (self->log);
     if (tag < 0) {
         s_fatal (self, "the raft engine refused a log entry");
@@ -593,7 +602,7 @@ static void
 s_publish_effects (cvr_server_t *self)
 {
     void *pub = zsock_resolve (self->pub);
-    for (size_t i = 0; i < cvr_effects_size (self->effects) && !self->log; i++) {
+    for (size_t i = 0; i < cvr_effects_size (self->effects); i++) {
         const char *topic = cvr_effects_topic (self->effects, i);
         cvr_wr_t *body = cvr_effects_body (self->effects, i);
         uint64_t seq = cvr_history_append (self->history, topic,
@@ -646,7 +655,9 @@ s_on_events (zloop_t *loop, zsock_t *sock, void *arg)
 static cvr_err_t
 s_submit (cvr_server_t *self, const cvr_cmd_t *cmd)
 {
-    cvr_err_t rc = cvr_state_apply (self->state, cmd, self->effects);
+    //  With a log, the events published are the committed state's (they
+    //  come from the log thread): this state's own are not even written.
+    cvr_err_t rc = cvr_state_apply (self->state, cmd, self->log ? NULL : self->effects);
     if (rc == CVR_OK && self->log)
         cvr_log_append (self->log, cmd);
     //  Offset commits are the steady traffic of a healthy pipeline: only
@@ -2144,7 +2155,6 @@ s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
     if (!self->log)
         return s_bad (self, "--data-dir: cannot start the log in '%s': %s", self->data_dir,
                       error [0] ? error : "see the error above");
-    self->open = s_segment_new ();
     self->segments = zlistx_new ();
     self->dedup = cvr_dedup_new (CVR_DEDUP_CAPACITY);
     zloop_reader (self->loop, cvr_log_socket (self->log), s_on_log, self);
@@ -2310,6 +2320,7 @@ s_server_new (zsock_t *pipe, const char *node_id)
     self->reply = cvr_wr_new ();
     self->reader = cvr_reader_new ();
     self->batch = (s_envelope_t *) zmalloc (S_BATCH * sizeof (s_envelope_t));
+    self->open = s_segment_new ();
     self->pending = zlistx_new ();
     self->changes = zlistx_new ();
     self->scratch = zlistx_new ();

@@ -60,8 +60,10 @@ cvr_state_t *
 void
     cvr_state_destroy (cvr_state_t **self_p);
 
-//  Applies one command, appending the events it causes to effects.
-//  Returns CVR_OK, or the state error (nothing changed then).
+//  Applies one command, appending the events it causes to effects; with
+//  effects NULL the events are not written at all (a leader whose events
+//  come from the committed log). Returns CVR_OK, or the state error
+//  (nothing changed then).
 cvr_err_t
     cvr_state_apply (cvr_state_t *self, const cvr_cmd_t *cmd, cvr_effects_t *effects);
 
