@@ -1,22 +1,30 @@
 /*  cvr_registry.c: service records and their indexes. */
 #include "cvr_registry.h"
-#include "cvr_index.h"
+#include "cvr_links.h"
 #include "cvr_map.h"
 
 struct _cvr_registry_t {
     cvr_map_t *services;        //  service_id -> cvr_service_t, owned (the
                                 //  map borrows each key from its service)
-    cvr_index_t *by_name;       //  service_name -> services, borrowed
-    cvr_index_t *by_group;      //  group_id -> services, borrowed
-    cvr_index_t *by_label;      //  label pair key -> services, borrowed
+    cvr_links_t *by_name;       //  service_name -> services, borrowed
+    cvr_links_t *by_group;      //  group_id -> services, borrowed
+    cvr_links_t *by_label;      //  label pair key -> services, borrowed
     size_t max_services;        //  limit on services at once
     uint64_t expired;           //  services removed by the clock
 };
 
-//  A service record is one block: the struct, its labels, then its strings,
-//  the id first. A lookup compares the id next to the fields a heartbeat
-//  then reads and touches (one cache miss, not two), and a registration
-//  allocates once.
+//  A service record is one block: the struct, its labels, its strings (the
+//  id first), then its index links. A lookup compares the id next to the
+//  fields a heartbeat then reads and touches (one cache miss, not two), and
+//  a registration allocates once.
+typedef struct {
+    cvr_service_t service;      //  first: the services map holds these
+    cvr_link_t *links;          //  S_LINK_NAME, S_LINK_GROUP, then one per label
+} s_record_t;
+
+#define S_LINK_NAME     0
+#define S_LINK_GROUP    1
+#define S_LINK_LABELS   2
 static char *
 s_put_str (char **cursor, const char *str)
 {
@@ -33,16 +41,21 @@ s_record_new (const cvr_service_t *spec)
 {
     const char *strs [] = { spec->service_id, spec->service_name, spec->service_type,
                             spec->endpoint, spec->group_id };
-    size_t size = sizeof (cvr_service_t) + spec->labels_count * sizeof (cvr_label_t);
+    size_t size = sizeof (s_record_t) + spec->labels_count * sizeof (cvr_label_t);
     for (size_t i = 0; i < sizeof (strs) / sizeof (strs [0]); i++)
         size += strs [i] ? strlen (strs [i]) + 1 : 0;
     for (size_t i = 0; i < spec->labels_count; i++)
         size += strlen (spec->labels [i].key) + strlen (spec->labels [i].value) + 2;
-    cvr_service_t *record = (cvr_service_t *) malloc (size);
-    assert (record);
+    size_t links_at = (size + _Alignof (cvr_link_t) - 1) & ~(_Alignof (cvr_link_t) - 1);
+    size_t links_size = (S_LINK_LABELS + spec->labels_count) * sizeof (cvr_link_t);
+    s_record_t *block = (s_record_t *) malloc (links_at + links_size);
+    assert (block);
+    block->links = (cvr_link_t *) ((char *) block + links_at);
+    memset (block->links, 0, links_size);
+    cvr_service_t *record = &block->service;
     *record = *spec;
-    record->labels = spec->labels_count ? (cvr_label_t *) (record + 1) : NULL;
-    char *cursor = (char *) (record + 1) + spec->labels_count * sizeof (cvr_label_t);
+    record->labels = spec->labels_count ? (cvr_label_t *) (block + 1) : NULL;
+    char *cursor = (char *) (block + 1) + spec->labels_count * sizeof (cvr_label_t);
     record->service_id = s_put_str (&cursor, spec->service_id);
     record->service_name = s_put_str (&cursor, spec->service_name);
     record->service_type = s_put_str (&cursor, spec->service_type);
@@ -52,7 +65,7 @@ s_record_new (const cvr_service_t *spec)
         record->labels [i].key = s_put_str (&cursor, spec->labels [i].key);
         record->labels [i].value = s_put_str (&cursor, spec->labels [i].value);
     }
-    assert (cursor == (char *) record + size);
+    assert (cursor == (char *) block + size);
     return record;
 }
 
@@ -68,9 +81,9 @@ cvr_registry_new (size_t max_services)
 {
     cvr_registry_t *self = (cvr_registry_t *) zmalloc (sizeof (cvr_registry_t));
     self->services = cvr_map_new ();
-    self->by_name = cvr_index_new ();
-    self->by_group = cvr_index_new ();
-    self->by_label = cvr_index_new ();
+    self->by_name = cvr_links_new ();
+    self->by_group = cvr_links_new ();
+    self->by_label = cvr_links_new ();
     self->max_services = max_services;
     return self;
 }
@@ -81,9 +94,9 @@ cvr_registry_destroy (cvr_registry_t **self_p)
     if (!self_p || !*self_p)
         return;
     cvr_registry_t *self = *self_p;
-    cvr_index_destroy (&self->by_name);
-    cvr_index_destroy (&self->by_group);
-    cvr_index_destroy (&self->by_label);
+    cvr_links_destroy (&self->by_name);
+    cvr_links_destroy (&self->by_group);
+    cvr_links_destroy (&self->by_label);
     size_t cursor = 0;
     cvr_service_t *service;
     while ((service = (cvr_service_t *) cvr_map_next (self->services, &cursor)))
@@ -100,11 +113,21 @@ cvr_registry_destroy (cvr_registry_t **self_p)
 static char *
 s_label_key (char *buffer, size_t size, const char *key, const char *value)
 {
-    size_t key_len = strlen (key);
-    int needed = snprintf (buffer, size, "%zu:%s%s", key_len, key, value);
-    if (needed >= 0 && (size_t) needed < size)
-        return buffer;
-    return zsys_sprintf ("%zu:%s%s", key_len, key, value);
+    size_t key_len = strlen (key), value_len = strlen (value);
+    char digits [24];               //  key_len in decimal, backwards
+    size_t ndigits = 0;
+    for (size_t n = key_len; ndigits == 0 || n; n /= 10)
+        digits [ndigits++] = (char) ('0' + n % 10);
+    size_t needed = ndigits + 1 + key_len + value_len + 1;
+    char *out = needed <= size ? buffer : (char *) malloc (needed);
+    assert (out);
+    char *at = out;
+    while (ndigits)
+        *at++ = digits [--ndigits];
+    *at++ = ':';
+    memcpy (at, key, key_len);
+    memcpy (at + key_len, value, value_len + 1);
+    return out;
 }
 
 static void
@@ -117,25 +140,22 @@ s_label_key_free (char *key, char *buffer)
 static void
 s_index (cvr_registry_t *self, cvr_service_t *service, bool add)
 {
-    const char *id = service->service_id;
-    if (add)
-        cvr_index_add (self->by_name, service->service_name, id, service);
-    else
-        cvr_index_remove (self->by_name, service->service_name, id);
-    if (service->group_id) {
-        if (add)
-            cvr_index_add (self->by_group, service->group_id, id, service);
-        else
-            cvr_index_remove (self->by_group, service->group_id, id);
+    cvr_link_t *links = ((s_record_t *) service)->links;
+    if (!add) {
+        cvr_links_remove (self->by_name, &links [S_LINK_NAME]);
+        cvr_links_remove (self->by_group, &links [S_LINK_GROUP]);
+        for (size_t i = 0; i < service->labels_count; i++)
+            cvr_links_remove (self->by_label, &links [S_LINK_LABELS + i]);
+        return;
     }
+    cvr_links_add (self->by_name, service->service_name, &links [S_LINK_NAME], service);
+    if (service->group_id)
+        cvr_links_add (self->by_group, service->group_id, &links [S_LINK_GROUP], service);
     for (size_t i = 0; i < service->labels_count; i++) {
         char buffer [1280];
         char *key = s_label_key (buffer, sizeof (buffer), service->labels [i].key,
                                  service->labels [i].value);
-        if (add)
-            cvr_index_add (self->by_label, key, id, service);
-        else
-            cvr_index_remove (self->by_label, key, id);
+        cvr_links_add (self->by_label, key, &links [S_LINK_LABELS + i], service);
         s_label_key_free (key, buffer);
     }
 }
@@ -306,35 +326,46 @@ s_matches (const cvr_service_t *service, const cvr_service_filter_t *filter)
 }
 
 //  Narrows the candidates to the smallest set an index gives for the
-//  filter; NULL for every service (no indexed filter), or NULL with *empty
-//  set when some indexed filter matches nothing.
-static cvr_map_t *
-s_candidates (cvr_registry_t *self, const cvr_service_filter_t *filter, bool *empty)
+//  filter: true with *items that set (NULL when some indexed filter matches
+//  nothing) and *size its size; false when no filter is indexed (every
+//  service is a candidate).
+static bool
+s_candidates (cvr_registry_t *self, const cvr_service_filter_t *filter,
+              void *const **items, size_t *size)
 {
-    cvr_map_t *best = NULL;
-    *empty = false;
-    cvr_map_t *sets [2 + 64];
-    size_t nsets = 0;
-    if (filter->service_name)
-        sets [nsets++] = cvr_index_get (self->by_name, filter->service_name);
-    if (filter->group_id)
-        sets [nsets++] = cvr_index_get (self->by_group, filter->group_id);
-    for (size_t i = 0; i < filter->labels_count && nsets < 66; i++) {
-        char buffer [1280];
-        char *key = s_label_key (buffer, sizeof (buffer), filter->labels [i].key,
-                                 filter->labels [i].value);
-        sets [nsets++] = cvr_index_get (self->by_label, key);
-        s_label_key_free (key, buffer);
-    }
-    for (size_t i = 0; i < nsets; i++) {
-        if (!sets [i]) {
-            *empty = true;
-            return NULL;
+    bool narrowed = false;
+    *items = NULL;
+    *size = 0;
+    for (size_t i = 0; i < 2 + filter->labels_count; i++) {
+        void *const *set = NULL;
+        size_t count = 0;
+        if (i == 0 && filter->service_name)
+            set = cvr_links_items (self->by_name, filter->service_name, &count);
+        else
+        if (i == 1 && filter->group_id)
+            set = cvr_links_items (self->by_group, filter->group_id, &count);
+        else
+        if (i >= 2) {
+            const cvr_label_t *label = &filter->labels [i - 2];
+            char buffer [1280];
+            char *key = s_label_key (buffer, sizeof (buffer), label->key, label->value);
+            set = cvr_links_items (self->by_label, key, &count);
+            s_label_key_free (key, buffer);
         }
-        if (!best || cvr_map_size (sets [i]) < cvr_map_size (best))
-            best = sets [i];
+        else
+            continue;
+        if (!set) {
+            *items = NULL;
+            *size = 0;
+            return true;
+        }
+        if (!narrowed || count < *size) {
+            *items = set;
+            *size = count;
+        }
+        narrowed = true;
     }
-    return best;
+    return narrowed;
 }
 
 static int
@@ -351,20 +382,22 @@ cvr_registry_query (cvr_registry_t *self, const cvr_service_filter_t *filter,
     cvr_service_filter_t all = { 0 };
     if (!filter)
         filter = &all;
-    bool empty;
-    cvr_map_t *candidates = s_candidates (self, filter, &empty);
-    size_t size = empty ? 0 : cvr_map_size (candidates ? candidates : self->services);
+    void *const *items;
+    size_t size;
+    bool narrowed = s_candidates (self, filter, &items, &size);
+    if (!narrowed)
+        size = cvr_map_size (self->services);
     const cvr_service_t **found = (const cvr_service_t **)
         malloc ((size ? size : 1) * sizeof (cvr_service_t *));
     assert (found);
     *count = 0;
-    if (!empty) {
-        cvr_map_t *set = candidates ? candidates : self->services;
-        size_t cursor = 0;
-        const cvr_service_t *service;
-        while ((service = (const cvr_service_t *) cvr_map_next (set, &cursor)))
-            if (s_matches (service, filter))
-                found [(*count)++] = service;
+    size_t cursor = 0;
+    for (size_t i = 0; i < size; i++) {
+        const cvr_service_t *service = narrowed
+            ? (const cvr_service_t *) items [i]
+            : (const cvr_service_t *) cvr_map_next (self->services, &cursor);
+        if (s_matches (service, filter))
+            found [(*count)++] = service;
     }
     qsort (found, *count, sizeof (cvr_service_t *), s_cmp_service);
     return found;

@@ -835,6 +835,15 @@ test_query_label_collision (void **state_)
     ASSERT_QUERY (state, &f, "s2");
     f.labels = &q3;
     ASSERT_QUERY (state, &f, "");
+    //  A key of two digits' length, against the same bytes split elsewhere.
+    cvr_service_t *s4 = s_spec ("s4", "x", "sink", NULL, (const char *[]) { "abcdefghijkl=x", NULL });
+    s_register (state, s4, 1, effects);
+    cvr_label_t q5 = { "abcdefghijkl", "x" }, q6 = { "abcdefghijk", "lx" };
+    f.labels = &q5;
+    ASSERT_QUERY (state, &f, "s4");
+    f.labels = &q6;
+    ASSERT_QUERY (state, &f, "");
+    cvr_service_destroy (&s4);
     cvr_service_destroy (&s1);
     cvr_service_destroy (&s2);
 
