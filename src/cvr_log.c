@@ -18,6 +18,7 @@ struct _cvr_log_t {
     cvr_state_t *committed;         //  every committed command applied, owned
     cvr_history_t *numbering;       //  event numbering of the committed state
     cvr_effects_t *effects;         //  scratch for the committed side
+    cvr_reader_t *reader;           //  decodes entries, reused (raft thread)
     zhashx_t *nodes;                //  "id" -> "req\nev" announced endpoints
     cvr_dedup_t *dedup;             //  committed replies of recent writes
     zsock_t *events_out;            //  raft thread's end: numbered events
@@ -38,8 +39,10 @@ static int
 s_apply (void *arg, const void *data, size_t size, uint64_t index)
 {
     cvr_log_t *self = (cvr_log_t *) arg;
-    cvr_msg_t *msg = cvr_msg_decode (data, size);
-    const msgpack_object *node = msg ? cvr_obj_get (cvr_msg_root (msg), "n") : NULL;
+    //  One reader for every entry: its buffer and zone are kept, so a
+    //  batch of a thousand commands is decoded without allocating.
+    const msgpack_object *root = cvr_reader_decode (self->reader, data, size);
+    const msgpack_object *node = root ? cvr_obj_get (root, "n") : NULL;
     if (node) {
         uint64_t id;
         char *request = cvr_obj_get_strdup (node, "req");
@@ -56,15 +59,13 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
         }
         free (request);
         free (events);
-        cvr_msg_destroy (&msg);
         return 0;
     }
-    const msgpack_object *commands = msg ? cvr_obj_get (cvr_msg_root (msg), "c") : NULL;
+    const msgpack_object *commands = root ? cvr_obj_get (root, "c") : NULL;
     if (!commands || commands->type != MSGPACK_OBJECT_ARRAY) {
         //  Written by us, so never: a damaged entry is skipped, loudly.
         zsys_error ("conveyord: raft entry %" PRIu64 " is not a command batch; skipped",
                     index);
-        cvr_msg_destroy (&msg);
         return -1;
     }
     int failed = 0;
@@ -90,7 +91,7 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
         cvr_effects_clear (self->effects);
         cvr_codec_cmd_destroy (&cmd);
     }
-    const msgpack_object *replies = cvr_obj_get (cvr_msg_root (msg), "d");
+    const msgpack_object *replies = cvr_obj_get (root, "d");
     if (replies)
         cvr_dedup_merge (self->dedup, replies);
     self->applied++;
@@ -98,7 +99,6 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
     if (failed)
         zsys_error ("conveyord: raft entry %" PRIu64 ": %d command(s) did not apply as "
                     "they did when proposed", index, failed);
-    cvr_msg_destroy (&msg);
     return failed ? -1 : 0;
 }
 
@@ -260,6 +260,7 @@ cvr_log_new (const cvr_log_config_t *config)
     self->committed = cvr_state_new (&self->limits);
     self->numbering = cvr_history_new (S_NUMBERING_RING);
     self->effects = cvr_effects_new ();
+    self->reader = cvr_reader_new ();
     self->nodes = zhashx_new ();
     zhashx_set_duplicator (self->nodes, (zhashx_duplicator_fn *) strdup);
     zhashx_set_destructor (self->nodes, (zhashx_destructor_fn *) zstr_free);
@@ -306,6 +307,7 @@ cvr_log_destroy (cvr_log_t **self_p)
     cvr_state_destroy (&self->committed);
     cvr_history_destroy (&self->numbering);
     cvr_effects_destroy (&self->effects);
+    cvr_reader_destroy (&self->reader);
     zhashx_destroy (&self->nodes);
     zsock_destroy (&self->events_out);
     zsock_destroy (&self->events_in);
