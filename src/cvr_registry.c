@@ -13,10 +13,11 @@ struct _cvr_registry_t {
     uint64_t expired;           //  services removed by the clock
 };
 
-//  A service record is one block: the struct, its labels, its strings (the
-//  id first), then its index links. A lookup compares the id next to the
-//  fields a heartbeat then reads and touches (one cache miss, not two), and
-//  a registration allocates once.
+//  A service record is one block: the struct, its strings (the id first),
+//  then its labels and its index links. A lookup compares the id right
+//  after the fields a heartbeat then reads and touches (the first two cache
+//  lines hold both for ids of up to 16 bytes), and a registration
+//  allocates once.
 typedef struct {
     cvr_service_t service;      //  first: the services map holds these
     cvr_link_t *links;          //  S_LINK_NAME, S_LINK_GROUP, then one per label
@@ -41,12 +42,15 @@ s_record_new (const cvr_service_t *spec)
 {
     const char *strs [] = { spec->service_id, spec->service_name, spec->service_type,
                             spec->endpoint, spec->group_id };
-    size_t size = sizeof (s_record_t) + spec->labels_count * sizeof (cvr_label_t);
+    size_t strings = 0;
     for (size_t i = 0; i < sizeof (strs) / sizeof (strs [0]); i++)
-        size += strs [i] ? strlen (strs [i]) + 1 : 0;
+        strings += strs [i] ? strlen (strs [i]) + 1 : 0;
     for (size_t i = 0; i < spec->labels_count; i++)
-        size += strlen (spec->labels [i].key) + strlen (spec->labels [i].value) + 2;
-    size_t links_at = (size + _Alignof (cvr_link_t) - 1) & ~(_Alignof (cvr_link_t) - 1);
+        strings += strlen (spec->labels [i].key) + strlen (spec->labels [i].value) + 2;
+    size_t align = _Alignof (cvr_label_t) > _Alignof (cvr_link_t)
+                 ? _Alignof (cvr_label_t) : _Alignof (cvr_link_t);
+    size_t labels_at = (sizeof (s_record_t) + strings + align - 1) & ~(align - 1);
+    size_t links_at = labels_at + spec->labels_count * sizeof (cvr_label_t);
     size_t links_size = (S_LINK_LABELS + spec->labels_count) * sizeof (cvr_link_t);
     s_record_t *block = (s_record_t *) malloc (links_at + links_size);
     assert (block);
@@ -54,8 +58,8 @@ s_record_new (const cvr_service_t *spec)
     memset (block->links, 0, links_size);
     cvr_service_t *record = &block->service;
     *record = *spec;
-    record->labels = spec->labels_count ? (cvr_label_t *) (block + 1) : NULL;
-    char *cursor = (char *) (block + 1) + spec->labels_count * sizeof (cvr_label_t);
+    record->labels = spec->labels_count ? (cvr_label_t *) ((char *) block + labels_at) : NULL;
+    char *cursor = (char *) (block + 1);
     record->service_id = s_put_str (&cursor, spec->service_id);
     record->service_name = s_put_str (&cursor, spec->service_name);
     record->service_type = s_put_str (&cursor, spec->service_type);
@@ -65,7 +69,7 @@ s_record_new (const cvr_service_t *spec)
         record->labels [i].key = s_put_str (&cursor, spec->labels [i].key);
         record->labels [i].value = s_put_str (&cursor, spec->labels [i].value);
     }
-    assert (cursor == (char *) block + size);
+    assert (cursor == (char *) (block + 1) + strings);
     return record;
 }
 
