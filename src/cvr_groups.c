@@ -2,7 +2,7 @@
 #include "cvr_groups.h"
 #include "cvr_assignor.h"
 #include "cvr_deadlines.h"
-#include "cvr_index.h"
+#include "cvr_links.h"
 
 #define CVR_FENCED_MAX 1000     //  fenced ids remembered per group (section 10)
 
@@ -31,7 +31,15 @@ typedef struct {
     int64_t last_heartbeat_at;  //  soft state: last join or group heartbeat
     s_owned_t *assignment;      //  sorted by topic name, then partition
     size_t assignment_count;
+    cvr_link_t service_link;    //  in by_service, when linked to a service
 } s_member_t;
+
+//  One topic a group's members subscribe to: how many of them, and the
+//  group's place under the topic in by_topic.
+typedef struct {
+    size_t members;
+    cvr_link_t link;
+} s_subscription_t;
 
 struct _s_group_t {
     char *group_id;             //  owned
@@ -39,7 +47,7 @@ struct _s_group_t {
     char *assignor;             //  owned name
     zhashx_t *members;          //  member_id -> s_member_t, owned
     zhashx_t *instances;        //  instance_id -> s_member_t, borrowed
-    zhashx_t *subscriptions;    //  topic -> members subscribed (as a pointer-sized count)
+    zhashx_t *subscriptions;    //  topic -> s_subscription_t, owned
     zhashx_t *fenced;           //  fenced member ids (set)
     zlistx_t *fenced_order;     //  the same ids, oldest first, owned strings
     zhashx_t *offsets;          //  "topic/partition" -> int64_t *, owned
@@ -50,8 +58,8 @@ struct _s_group_t {
 struct _cvr_groups_t {
     zhashx_t *topics;           //  name -> s_topic_t, owned
     zhashx_t *groups;           //  group_id -> s_group_t, owned
-    cvr_index_t *by_topic;      //  topic -> groups subscribed to it, borrowed
-    cvr_index_t *by_service;    //  service_id -> linked members, borrowed
+    cvr_links_t *by_topic;      //  topic -> groups subscribed to it, borrowed
+    cvr_links_t *by_service;    //  service_id -> linked members, borrowed
     cvr_deadlines_t *sessions;  //  member key -> session deadline
     zlistx_t *dirty;            //  groups waiting for a rebalance, borrowed
     cvr_groups_limits_t limits;
@@ -116,6 +124,7 @@ s_group_new (const char *group_id, const char *assignor)
     zhashx_set_destructor (group->members, s_member_destroy);
     group->instances = zhashx_new ();
     group->subscriptions = zhashx_new ();
+    zhashx_set_destructor (group->subscriptions, (zhashx_destructor_fn *) zstr_free);
     group->fenced = zhashx_new ();
     group->fenced_order = zlistx_new ();
     zlistx_set_destructor (group->fenced_order, (zlistx_destructor_fn *) zstr_free);
@@ -132,8 +141,8 @@ cvr_groups_new (const cvr_groups_limits_t *limits)
     zhashx_set_destructor (self->topics, s_topic_destroy);
     self->groups = zhashx_new ();
     zhashx_set_destructor (self->groups, s_group_destroy);
-    self->by_topic = cvr_index_new ();
-    self->by_service = cvr_index_new ();
+    self->by_topic = cvr_links_new ();
+    self->by_service = cvr_links_new ();
     self->sessions = cvr_deadlines_new ();
     self->dirty = zlistx_new ();
     self->limits = *limits;
@@ -148,8 +157,8 @@ cvr_groups_destroy (cvr_groups_t **self_p)
     cvr_groups_t *self = *self_p;
     zlistx_destroy (&self->dirty);
     cvr_deadlines_destroy (&self->sessions);
-    cvr_index_destroy (&self->by_service);
-    cvr_index_destroy (&self->by_topic);
+    cvr_links_destroy (&self->by_service);
+    cvr_links_destroy (&self->by_topic);
     zhashx_destroy (&self->groups);
     zhashx_destroy (&self->topics);
     free (self);
@@ -305,19 +314,20 @@ s_subscribe (cvr_groups_t *self, s_group_t *group, s_member_t *member, bool add)
 {
     for (size_t i = 0; i < member->topics_count; i++) {
         const char *topic = member->topics [i];
-        uintptr_t count = (uintptr_t) zhashx_lookup (group->subscriptions, topic);
+        s_subscription_t *sub = (s_subscription_t *) zhashx_lookup (group->subscriptions, topic);
         if (add) {
-            zhashx_update (group->subscriptions, topic, (void *) (count + 1));
-            if (count == 0)
-                cvr_index_add (self->by_topic, topic, group->group_id, group);
+            if (!sub) {
+                sub = (s_subscription_t *) zmalloc (sizeof (s_subscription_t));
+                zhashx_insert (group->subscriptions, topic, sub);
+                cvr_links_add (self->by_topic, topic, &sub->link, group);
+            }
+            sub->members++;
         }
         else
-        if (count <= 1) {
+        if (sub && --sub->members == 0) {
+            cvr_links_remove (self->by_topic, &sub->link);
             zhashx_delete (group->subscriptions, topic);
-            cvr_index_remove (self->by_topic, topic, group->group_id);
         }
-        else
-            zhashx_update (group->subscriptions, topic, (void *) (count - 1));
     }
 }
 
@@ -335,7 +345,7 @@ s_add_member (cvr_groups_t *self, s_group_t *group, s_member_t *member)
     if (member->instance_id)
         zhashx_update (group->instances, member->instance_id, member);
     if (member->service_id)
-        cvr_index_add (self->by_service, member->service_id, member->key, member);
+        cvr_links_add (self->by_service, member->service_id, &member->service_link, member);
     s_subscribe (self, group, member, true);
     self->members++;
 }
@@ -348,8 +358,7 @@ s_drop_member (cvr_groups_t *self, s_group_t *group, s_member_t *member)
     if (member->instance_id
     &&  zhashx_lookup (group->instances, member->instance_id) == member)
         zhashx_delete (group->instances, member->instance_id);
-    if (member->service_id)
-        cvr_index_remove (self->by_service, member->service_id, member->key);
+    cvr_links_remove (self->by_service, &member->service_link);
     cvr_deadlines_remove (self->sessions, member->key);
     self->members--;
     char *member_id = strdup (member->member_id);
@@ -468,17 +477,15 @@ cvr_groups_create_topic (cvr_groups_t *self, const char *name, int64_t partition
     topic->partitions = (uint32_t) partitions;
     s_publish_topic (effects, topic, now);
     //  Only the groups subscribed to it: no scan of the others.
-    cvr_map_t *groups = cvr_index_get (self->by_topic, name);
+    size_t count;
+    void *const *groups = cvr_links_items (self->by_topic, name, &count);
     if (groups) {
         //  Sorted, so the rebalances happen in the same order everywhere.
-        size_t count = cvr_map_size (groups), i = 0, cursor = 0;
         s_group_t **sorted = (s_group_t **) malloc (count * sizeof (s_group_t *));
         assert (sorted);
-        s_group_t *g;
-        while ((g = (s_group_t *) cvr_map_next (groups, &cursor)))
-            sorted [i++] = g;
+        memcpy (sorted, groups, count * sizeof (s_group_t *));
         qsort (sorted, count, sizeof (s_group_t *), s_cmp_group_id);
-        for (i = 0; i < count; i++)
+        for (size_t i = 0; i < count; i++)
             s_mark_dirty (self, sorted [i], "topic grown");
         free (sorted);
     }
@@ -794,16 +801,16 @@ void
 cvr_groups_remove_service (cvr_groups_t *self, const char *service_id, bool expired,
                            int64_t now, cvr_effects_t *effects)
 {
-    cvr_map_t *linked = cvr_index_get (self->by_service, service_id);
+    size_t count, i;
+    void *const *linked = cvr_links_items (self->by_service, service_id, &count);
     if (!linked)
         return;
     //  Copy the keys: leaving changes the index being walked. Sorted, so
     //  every node removes them in the same order.
-    size_t count = cvr_map_size (linked), i = 0, cursor = 0;
     char **keys = (char **) malloc (count * sizeof (char *));
     assert (keys);
-    while (cvr_map_next (linked, &cursor))
-        keys [i++] = strdup (cvr_map_cursor_key (linked, cursor));
+    for (i = 0; i < count; i++)
+        keys [i] = strdup (((s_member_t *) linked [i])->key);
     qsort (keys, count, sizeof (char *), s_cmp_str);
     for (i = 0; i < count; i++) {
         char *slash = strchr (keys [i], '/');
@@ -843,11 +850,10 @@ cvr_groups_heartbeat (cvr_groups_t *self, const char *group_id, const char *memb
 void
 cvr_groups_touch_service (cvr_groups_t *self, const char *service_id, int64_t now)
 {
-    cvr_map_t *linked = cvr_index_get (self->by_service, service_id);
-    size_t cursor = 0;
-    s_member_t *member;
-    while (linked && (member = (s_member_t *) cvr_map_next (linked, &cursor)))
-        s_renew_session (self, member, now);
+    size_t count;
+    void *const *linked = cvr_links_items (self->by_service, service_id, &count);
+    for (size_t i = 0; i < count; i++)
+        s_renew_session (self, (s_member_t *) linked [i], now);
 }
 
 bool

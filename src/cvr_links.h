@@ -5,10 +5,10 @@
     place in the array. Adding appends (nothing hashed, no table to grow);
     removing moves the array's last item into the hole and updates that
     item's link; a query walks a plain array of item pointers, so the
-    records' cache misses overlap. A hash set keyed by item id (cvr_index)
-    costs a cache miss per insert into a big set, plus its doublings. The
-    registry indexes every service under its name, group and each label
-    this way.
+    records' cache misses overlap. (Hash sets keyed by item id, used before,
+    cost a cache miss per insert into a big set, plus their doublings.) The
+    registry indexes services by name, group and label this way, the
+    groups their members by linked service and themselves by topic.
 
     The index owns its sets, never the items or their links; an item must
     be removed from every set before its links are freed.

@@ -167,13 +167,6 @@ cvr_map_next (cvr_map_t *self, size_t *cursor)
     return NULL;
 }
 
-const char *
-cvr_map_cursor_key (cvr_map_t *self, size_t cursor)
-{
-    assert (cursor > 0 && cursor <= self->capacity && self->slots [cursor - 1].hash);
-    return self->slots [cursor - 1].key;
-}
-
 void
 cvr_map_prefetch_slot (cvr_map_t *self, const char *key, size_t len)
 {

@@ -45,10 +45,6 @@ size_t
 void *
     cvr_map_next (cvr_map_t *self, size_t *cursor);
 
-//  The key of the value cvr_map_next last returned for this cursor.
-const char *
-    cvr_map_cursor_key (cvr_map_t *self, size_t cursor);
-
 //  Hints for a batch of lookups to come, so that their cache misses
 //  overlap instead of following one another: first the slot of each key
 //  (len bytes, no NUL needed), then, once those are likely in cache, the
