@@ -1028,6 +1028,30 @@ s_op_cluster_status (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *re
     return CVR_OK;
 }
 
+//  An add of a node already in the configuration is answered at once when
+//  it contradicts it: the id at another address, or the address under
+//  another id (a node moves by a remove, then an add). The same id at the
+//  same address is a no-op the engine confirms.
+static cvr_err_t
+s_check_add (cvr_server_t *self, uint64_t id, const char *address)
+{
+    cvr_raft_status_t status;
+    cvr_raft_status (cvr_log_raft (self->log), &status);
+    cvr_err_t rc = CVR_OK;
+    //  Not leading: the engine answers NOT_LEADER, as for any change.
+    for (size_t i = 0; i < status.server_count && !rc && status.is_leader; i++) {
+        const cvr_raft_server_t *server = &status.servers [i];
+        if ((server->id == id) != streq (server->address, address)) {
+            snprintf (self->message, sizeof (self->message),
+                      "node %" PRIu64 " is in the cluster at %s: remove it first to "
+                      "add node %" PRIu64 " at %s", server->id, server->address, id, address);
+            rc = CVR_CONFLICT;
+        }
+    }
+    cvr_raft_status_reset (&status);
+    return rc;
+}
+
 //  cluster_add and cluster_remove: the reply waits for the change (CHANGED).
 static cvr_err_t
 s_op_cluster_change (cvr_server_t *self, const msgpack_object *req, bool add)
@@ -1040,6 +1064,8 @@ s_op_cluster_change (cvr_server_t *self, const msgpack_object *req, bool add)
     if (s_get_int (self, req, "node_id", true, 1, INT64_MAX, &id)
     ||  (add && s_get_str (self, req, "address", true, 3, 255, &address)))
         return CVR_BAD_REQUEST;
+    if (add && (rc = s_check_add (self, (uint64_t) id, address)))
+        return rc;
     uint64_t tag = ++self->change_tag;
     cvr_raft_t *raft = cvr_log_raft (self->log);
     if (add ? cvr_raft_add (raft, (uint64_t) id, address, tag)

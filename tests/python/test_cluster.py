@@ -1178,6 +1178,18 @@ def test_membership_add_and_remove(cluster, tmp_path):
     s4 = wait_until(voter, CONVERGE_TIMEOUT, "node 4 a voter in the leader's cluster_status")
     assert s4["address"] == n4.address, s4
 
+    # Adding it again is a no-op; an add that contradicts the configuration
+    # (its id elsewhere, its address under another id) is CONFLICT and
+    # changes nothing.
+    cc.ok("cluster_add", node_id=4, address=n4.address)
+    for node_id, address in ((4, "127.0.0.1:1"), (5, n4.address)):
+        r = cc.call("cluster_add", node_id=node_id, address=address)
+        assert r is not None and r.get("error") == "CONFLICT", r
+        assert n4.address in r["message"] and "remove it first" in r["message"], r
+    lead, sts = cluster.wait_leader(among=cluster.nodes)
+    assert sorted((x["id"], x["address"]) for x in sts[lead.id]["servers"]) == \
+        sorted([(m.id, m.address) for m in cluster.nodes] + [(4, n4.address)]), sts[lead.id]
+
     lead, seq, applied = wait_caught_up(cluster, cluster.all_nodes())
     print(f"node 4 caught up: last_applied {applied}, seq {seq}, "
           f"{time.monotonic() - t0:.2f} s after cluster_add")
