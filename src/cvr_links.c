@@ -46,13 +46,25 @@ cvr_links_destroy (cvr_links_t **self_p)
     *self_p = NULL;
 }
 
+//  Grows or shrinks a set's two arrays. Growing out of memory fails hard,
+//  as czmq's zmalloc does (an assert would vanish under NDEBUG and leave a
+//  NULL write); a shrink that gets no memory keeps the bigger arrays.
 static void
 s_resize (s_set_t *set, size_t capacity)
 {
-    set->items = (void **) realloc (set->items, capacity * sizeof (void *));
-    set->links = (cvr_link_t **) realloc (set->links, capacity * sizeof (cvr_link_t *));
-    assert (set->items && set->links);
-    set->capacity = capacity;
+    void **items = (void **) realloc (set->items, capacity * sizeof (void *));
+    if (items)
+        set->items = items;
+    cvr_link_t **links = items
+        ? (cvr_link_t **) realloc (set->links, capacity * sizeof (cvr_link_t *)) : NULL;
+    if (links)
+        set->links = links;
+    if (capacity > set->capacity && !links) {
+        fprintf (stderr, "cvr_links: out of memory\n");
+        abort ();
+    }
+    if (items)                      //  a failed shrink of links leaves it bigger
+        set->capacity = capacity;
 }
 
 void

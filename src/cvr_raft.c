@@ -869,42 +869,42 @@ s_bootstrap (cvr_raft_t *self)
     return rc;
 }
 
-//  Whether the node's address can be listened on, checked with a socket of
+//  Whether the node's address can be listened on, checked with sockets of
 //  our own before libraft tries. libraft's own failed listen (address in
 //  use, not local) leaves a handle that uv_run then aborts on, now and
 //  then, while the start is being undone (seen as `uv__finish_close:
 //  Assertion ... UV_HANDLE_CLOSING failed` in test_raft): this way a busy
-//  or foreign address is a clean start error. The check binds as libuv
-//  does (SO_REUSEADDR), so a port with only TIME_WAIT connections passes.
+//  or foreign address is a clean start error. The address is read as
+//  libraft 0.22 reads it (host up to the first ':', empty for every local
+//  address, IPv4, every address the name resolves to) and bound as libuv
+//  binds (SO_REUSEADDR: a port with only TIME_WAIT connections passes).
 static int
 s_check_listen (cvr_raft_t *self)
 {
     char host [256];
-    const char *colon = strrchr (self->address, ':');
+    const char *colon = strchr (self->address, ':');
     size_t host_len = colon ? (size_t) (colon - self->address) : 0;
     if (!colon || host_len >= sizeof (host))
         return 0;                       //  libraft says what is wrong with it
     memcpy (host, self->address, host_len);
     host [host_len] = 0;
-    char *name = host;
-    if (host_len >= 2 && host [0] == '[' && host [host_len - 1] == ']') {
-        host [host_len - 1] = 0;
-        name = host + 1;
-    }
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
     struct addrinfo *found = NULL;
-    if (getaddrinfo (name, colon + 1, &hints, &found) || !found)
+    if (getaddrinfo (host_len ? host : NULL, colon + 1, &hints, &found) || !found)
         return 0;                       //  likewise
     int error = 0;
-    int fd = socket (found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int on = 1;
-    if (fd < 0
-    ||  setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof (on))
-    ||  bind (fd, found->ai_addr, found->ai_addrlen)
-    ||  listen (fd, 1))
-        error = errno;
-    if (fd >= 0)
-        close (fd);
+    for (struct addrinfo *ai = found; ai && !error; ai = ai->ai_next) {
+        int fd = socket (ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int on = 1;
+        if (fd < 0
+        ||  setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof (on))
+        ||  bind (fd, ai->ai_addr, ai->ai_addrlen)
+        ||  listen (fd, 1))
+            error = errno;
+        if (fd >= 0)
+            close (fd);
+    }
     freeaddrinfo (found);
     if (error)
         s_start_error (self->error, self->error_size,

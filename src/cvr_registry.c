@@ -426,9 +426,14 @@ cvr_registry_restore (cvr_registry_t *self, const cvr_service_t *service)
 {
     if (!service->service_id || !service->service_name)
         return CVR_BAD_REQUEST;
-    for (size_t i = 0; i < service->labels_count; i++)
+    for (size_t i = 0; i < service->labels_count; i++) {
         if (!service->labels [i].key || !service->labels [i].value)
             return CVR_BAD_REQUEST;
+        //  A key twice would index the record twice under one label.
+        for (size_t j = 0; j < i; j++)
+            if (streq (service->labels [j].key, service->labels [i].key))
+                return CVR_BAD_REQUEST;
+    }
     if (cvr_map_get (self->services, service->service_id))
         return CVR_CONFLICT;
     cvr_service_t *copy = s_record_new (service);

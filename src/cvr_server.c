@@ -24,6 +24,7 @@
 #define CVR_TICK_MS         50      //  lease deadlines are checked this often
 #define CVR_DRAIN_MAX       1000    //  requests handled per wakeup at most
 #define S_BATCH             CVR_DRAIN_MAX   //  envelopes received, then handled
+#define S_HELD_MAX          (1u << 20)  //  bytes of replies held in memory mode
 #define S_AHEAD             32      //  map slots prefetched this many requests
                                     //  ahead, records half as many
 #define CVR_EXPIRE_SLICE    2000    //  lease and session transitions per slice
@@ -446,12 +447,33 @@ s_send_now (cvr_server_t *self, const void *identity, size_t identity_size,
     zmq_send (router, body, body_size, 0);
 }
 
+static void s_send_held (cvr_server_t *self, s_segment_t *segment);
+
+//  In memory: sends what the open batch holds and empties it; a buffer
+//  that a burst of big replies (unpaged listings of a large registry)
+//  grew past S_HELD_MAX is given back rather than kept for good.
+static void
+s_send_open (cvr_server_t *self)
+{
+    s_send_held (self, self->open);
+    if (zchunk_max_size (self->open->replies) > S_HELD_MAX) {
+        s_segment_destroy (&self->open);
+        self->open = s_segment_new ();
+    }
+    else
+        zchunk_set (self->open->replies, NULL, 0);
+}
+
 //  Holds a copy of a reply with the current batch (appended to one buffer:
-//  no allocation per reply once it has grown) until s_cut.
+//  no allocation per reply once it has grown) until s_cut. In memory, what
+//  is held goes out early once it passes S_HELD_MAX, so a batch of big
+//  replies never holds more than that plus one reply.
 static void
 s_out (cvr_server_t *self, const void *identity, size_t identity_size, bool delimiter,
        const void *body, size_t body_size)
 {
+    if (!self->log && zchunk_size (self->open->replies) >= S_HELD_MAX)
+        s_send_open (self);
     zchunk_t *replies = self->open->replies;
     uint8_t flag = delimiter;
     zchunk_extend (replies, &identity_size, sizeof (size_t));
@@ -512,8 +534,7 @@ static void
 s_cut (cvr_server_t *self)
 {
     if (!self->log) {
-        s_send_held (self, self->open);
-        zchunk_set (self->open->replies, NULL, 0);
+        s_send_open (self);
         return;
     }
     int64_t tag = cvr_log_commit (self->log);

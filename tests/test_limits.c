@@ -1162,6 +1162,75 @@ test_batches_keep_order (void **state)
     s_fixture_destroy (&self);
 }
 
+//  A burst whose replies add up to many megabytes (unpaged listings of
+//  services with big labels, between heartbeats): in memory the server
+//  sends what it holds early past 1 MB, and every reply must still come
+//  whole, in order, with its rid.
+static void
+test_big_replies_in_one_burst (void **state)
+{
+    fixture_t *self = s_fixture (NULL);
+    enum { S_SERVICES = 120, S_LABELS = 8, S_REQUESTS = 40 };
+    char value [1001];
+    memset (value, 'v', 1000);
+    value [1000] = 0;
+    for (int i = 0; i < S_SERVICES; i++) {
+        char id [32];
+        snprintf (id, sizeof (id), "big-%d", i);
+        cvr_wr_t *w = s_register_req (self, id, "big", "tcp://10.0.0.1:9000");
+        cvr_wr_str (w, "labels");
+        cvr_wr_map (w);
+        for (int l = 0; l < S_LABELS; l++) {
+            char key [16];
+            snprintf (key, sizeof (key), "k%d", l);
+            cvr_wr_kstr (w, key, value);
+        }
+        cvr_wr_close (w);
+        cvr_msg_t *reply = s_end (self, &w);
+        assert_null (cvr_obj_get (cvr_msg_root (reply), "error"));
+        cvr_msg_destroy (&reply);
+    }
+    int64_t first_rid = self->rid + 1;
+    for (int i = 0; i < S_REQUESTS; i++) {
+        cvr_wr_t *w;
+        if (i % 2 == 0) {           //  every service: about 1 MB
+            w = s_begin (self, "list_services");
+            cvr_wr_kstr (w, "service_name", "big");
+        }
+        else {
+            w = s_begin (self, "heartbeat");
+            cvr_wr_kstr (w, "service_id", "big-7");
+        }
+        cvr_wr_close (w);
+        zframe_t *frame = cvr_wr_frame (w);
+        zframe_send (&frame, self->dealer, 0);
+        cvr_wr_destroy (&w);
+    }
+    size_t bytes = 0;
+    for (int i = 0; i < S_REQUESTS; i++) {
+        zframe_t *frame = zframe_recv (self->dealer);
+        assert_non_null (frame);
+        bytes += zframe_size (frame);
+        cvr_msg_t *reply = cvr_msg_decode (zframe_data (frame), zframe_size (frame));
+        zframe_destroy (&frame);
+        assert_non_null (reply);
+        const msgpack_object *root = cvr_msg_root (reply);
+        assert_null (cvr_obj_get (root, "error"));
+        assert_int_equal (cvr_obj_get_int (root, "rid", -1), first_rid + i);
+        const msgpack_object *services = cvr_obj_get (root, "services");
+        if (i % 2 == 0) {
+            assert_non_null (services);
+            assert_int_equal (services->type, MSGPACK_OBJECT_ARRAY);
+            assert_int_equal (services->via.array.size, S_SERVICES);
+        }
+        else
+            assert_null (services);
+        cvr_msg_destroy (&reply);
+    }
+    assert_true (bytes > 10 * (1u << 20));     //  well past what is held at once
+    s_fixture_destroy (&self);
+}
+
 //  A join and group reads in one burst: the reads settle the pending
 //  rebalance first, which sends the deferred join reply; each reply must
 //  still be whole and carry its own rid (this once crashed the daemon:
@@ -1332,6 +1401,7 @@ main (void)
         cmocka_unit_test (test_vanished_client),
         cmocka_unit_test (test_join_and_reads_in_one_burst),
         cmocka_unit_test (test_batches_keep_order),
+        cmocka_unit_test (test_big_replies_in_one_burst),
         cmocka_unit_test (test_mass_expiry_in_slices),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

@@ -844,6 +844,12 @@ test_query_label_collision (void **state_)
     f.labels = &q6;
     ASSERT_QUERY (state, &f, "");
     cvr_service_destroy (&s4);
+    //  A record restored from a snapshot with a key twice is refused: it
+    //  would sit twice in one label's index set.
+    cvr_service_t *s5 = s_spec ("s5", "x", "sink", NULL, (const char *[]) { "d=1", "d=2", NULL });
+    assert_int_equal (cvr_registry_restore (cvr_state_registry (state), s5), CVR_BAD_REQUEST);
+    assert_null (cvr_registry_lookup (cvr_state_registry (state), "s5"));
+    cvr_service_destroy (&s5);
     cvr_service_destroy (&s1);
     cvr_service_destroy (&s2);
 
