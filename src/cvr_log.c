@@ -41,8 +41,8 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
     cvr_log_t *self = (cvr_log_t *) arg;
     //  One reader for every entry: its buffer and zone are kept, so a
     //  batch of a thousand commands is decoded without allocating.
-    const msgpack_object *root = cvr_reader_decode (self->reader, data, size);
-    const msgpack_object *node = root ? cvr_obj_get (root, "n") : NULL;
+    const msgpack_object *entry = cvr_reader_decode (self->reader, data, size);
+    const msgpack_object *node = entry ? cvr_obj_get (entry, "n") : NULL;
     if (node) {
         uint64_t id;
         char *request = cvr_obj_get_strdup (node, "req");
@@ -61,7 +61,7 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
         free (events);
         return 0;
     }
-    const msgpack_object *commands = root ? cvr_obj_get (root, "c") : NULL;
+    const msgpack_object *commands = entry ? cvr_obj_get (entry, "c") : NULL;
     if (!commands || commands->type != MSGPACK_OBJECT_ARRAY) {
         //  Written by us, so never: a damaged entry is skipped, loudly.
         zsys_error ("conveyord: raft entry %" PRIu64 " is not a command batch; skipped",
@@ -91,7 +91,7 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
         cvr_effects_clear (self->effects);
         cvr_codec_cmd_destroy (&cmd);
     }
-    const msgpack_object *replies = cvr_obj_get (root, "d");
+    const msgpack_object *replies = cvr_obj_get (entry, "d");
     if (replies)
         cvr_dedup_merge (self->dedup, replies);
     self->applied++;

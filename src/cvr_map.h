@@ -48,8 +48,9 @@ void *
 //  Hints for a batch of lookups to come, so that their cache misses
 //  overlap instead of following one another: first the slot of each key
 //  (len bytes, no NUL needed), then, once those are likely in cache, the
-//  value (its first 128 bytes) and key of each (the first slot with the key's hash: keys are not
-//  compared). Neither changes anything nor fails.
+//  value (its first 128 bytes) and key of each (those of the first slot
+//  with the key's hash: keys are not compared). Neither changes anything
+//  nor fails.
 void
     cvr_map_prefetch_slot (cvr_map_t *self, const char *key, size_t len);
 void

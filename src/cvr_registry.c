@@ -15,8 +15,7 @@ struct _cvr_registry_t {
 
 //  A service record is one block: the struct, its strings (the id first),
 //  then its labels and its index links. A lookup compares the id right
-//  after the fields a heartbeat then reads and touches (the first two cache
-//  lines hold both for ids of up to 16 bytes), and a registration
+//  after the fields a heartbeat then reads and touches, and a registration
 //  allocates once.
 typedef struct {
     cvr_service_t service;      //  first: the services map holds these
@@ -26,6 +25,10 @@ typedef struct {
 #define S_LINK_NAME     0
 #define S_LINK_GROUP    1
 #define S_LINK_LABELS   2
+
+//  Room for a label index key of any pair the protocol allows.
+#define S_LABEL_KEY_BUFFER 1280
+
 static char *
 s_put_str (char **cursor, const char *str)
 {
@@ -156,7 +159,7 @@ s_index (cvr_registry_t *self, cvr_service_t *service, bool add)
     if (service->group_id)
         cvr_links_add (self->by_group, service->group_id, &links [S_LINK_GROUP], service);
     for (size_t i = 0; i < service->labels_count; i++) {
-        char buffer [1280];
+        char buffer [S_LABEL_KEY_BUFFER];
         char *key = s_label_key (buffer, sizeof (buffer), service->labels [i].key,
                                  service->labels [i].value);
         cvr_links_add (self->by_label, key, &links [S_LINK_LABELS + i], service);
@@ -337,39 +340,38 @@ static bool
 s_candidates (cvr_registry_t *self, const cvr_service_filter_t *filter,
               void *const **items, size_t *size)
 {
-    bool narrowed = false;
+    void *const *sets [2 + 64];
+    size_t counts [2 + 64], nsets = 0;
+    if (filter->service_name) {
+        sets [nsets] = cvr_links_items (self->by_name, filter->service_name, &counts [nsets]);
+        nsets++;
+    }
+    if (filter->group_id) {
+        sets [nsets] = cvr_links_items (self->by_group, filter->group_id, &counts [nsets]);
+        nsets++;
+    }
+    for (size_t i = 0; i < filter->labels_count && nsets < 2 + 64; i++) {
+        char buffer [S_LABEL_KEY_BUFFER];
+        char *key = s_label_key (buffer, sizeof (buffer), filter->labels [i].key,
+                                 filter->labels [i].value);
+        sets [nsets] = cvr_links_items (self->by_label, key, &counts [nsets]);
+        nsets++;
+        s_label_key_free (key, buffer);
+    }
     *items = NULL;
     *size = 0;
-    for (size_t i = 0; i < 2 + filter->labels_count; i++) {
-        void *const *set = NULL;
-        size_t count = 0;
-        if (i == 0 && filter->service_name)
-            set = cvr_links_items (self->by_name, filter->service_name, &count);
-        else
-        if (i == 1 && filter->group_id)
-            set = cvr_links_items (self->by_group, filter->group_id, &count);
-        else
-        if (i >= 2) {
-            const cvr_label_t *label = &filter->labels [i - 2];
-            char buffer [1280];
-            char *key = s_label_key (buffer, sizeof (buffer), label->key, label->value);
-            set = cvr_links_items (self->by_label, key, &count);
-            s_label_key_free (key, buffer);
-        }
-        else
-            continue;
-        if (!set) {
+    for (size_t i = 0; i < nsets; i++) {
+        if (!sets [i]) {                //  matches nothing
             *items = NULL;
             *size = 0;
-            return true;
+            break;
         }
-        if (!narrowed || count < *size) {
-            *items = set;
-            *size = count;
+        if (i == 0 || counts [i] < *size) {
+            *items = sets [i];
+            *size = counts [i];
         }
-        narrowed = true;
     }
-    return narrowed;
+    return nsets > 0;
 }
 
 static int

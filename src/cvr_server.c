@@ -411,8 +411,9 @@ static const char *s_reported_healths [] = { "healthy", "degraded", "unhealthy",
 
 //  --------------------------------------------------------------------------
 //  Sending. In memory, events go out at once and replies at the end of
-//  their batch of requests (after its events). With --data-dir both are held with their batch until the batch's log entry is committed,
-//  and batches go out in order: nothing is acknowledged or published before
+//  their batch of requests (after its events). With --data-dir both are
+//  held with their batch until the batch's log entry is committed, and
+//  batches go out in order: nothing is acknowledged or published before
 //  it is durable, and nothing read from the state ahead of the log (a read
 //  in the same batch as a write) goes out before the log has it.
 
@@ -447,7 +448,23 @@ s_send_now (cvr_server_t *self, const void *identity, size_t identity_size,
     zmq_send (router, body, body_size, 0);
 }
 
-static void s_send_held (cvr_server_t *self, s_segment_t *segment);
+//  Sends the replies held in a segment, in the order they were held.
+static void
+s_send_held (cvr_server_t *self, s_segment_t *segment)
+{
+    const uint8_t *at = zchunk_data (segment->replies);
+    const uint8_t *end = at + zchunk_size (segment->replies);
+    while (at < end) {
+        size_t identity_size, body_size;
+        memcpy (&identity_size, at, sizeof (size_t));
+        const uint8_t *identity = at + sizeof (size_t);
+        bool delimiter = identity [identity_size];
+        memcpy (&body_size, identity + identity_size + 1, sizeof (size_t));
+        const uint8_t *body = identity + identity_size + 1 + sizeof (size_t);
+        s_send_now (self, identity, identity_size, delimiter, body, body_size);
+        at = body + body_size;
+    }
+}
 
 //  In memory: sends what the open batch holds and empties it; a buffer
 //  that a burst of big replies (unpaged listings of a large registry)
@@ -481,24 +498,6 @@ s_out (cvr_server_t *self, const void *identity, size_t identity_size, bool deli
     zchunk_extend (replies, &flag, 1);
     zchunk_extend (replies, &body_size, sizeof (size_t));
     zchunk_extend (replies, body, body_size);
-}
-
-//  Sends the replies held in a segment, in the order they were held.
-static void
-s_send_held (cvr_server_t *self, s_segment_t *segment)
-{
-    const uint8_t *at = zchunk_data (segment->replies);
-    const uint8_t *end = at + zchunk_size (segment->replies);
-    while (at < end) {
-        size_t identity_size, body_size;
-        memcpy (&identity_size, at, sizeof (size_t));
-        const uint8_t *identity = at + sizeof (size_t);
-        bool delimiter = identity [identity_size];
-        memcpy (&body_size, identity + identity_size + 1, sizeof (size_t));
-        const uint8_t *body = identity + identity_size + 1 + sizeof (size_t);
-        s_send_now (self, identity, identity_size, delimiter, body, body_size);
-        at = body + body_size;
-    }
 }
 
 //  Sends what the batches at the front may send: those whose entry is
@@ -1687,12 +1686,10 @@ s_flush (cvr_server_t *self)
     s_cut (self);
 }
 
-//  An envelope off the ROUTER: [identity, body] from a DEALER or
-//  [identity, "", body] from a REQ; any other shape is bad and dropped.
-//  Frames are zmq_msg_t in the server's batch array and the reply goes
-//  out from the writer's buffer: no allocation per request but the
-//  decoded message.
-//  Receives one envelope; false when nothing was waiting.
+//  Receives one envelope off the ROUTER into the batch array (zmq_msg_t
+//  frames: no allocation per request); false when nothing was waiting.
+//  [identity, body] comes from a DEALER, [identity, "", body] from a REQ;
+//  any other shape is marked bad, to be dropped.
 static bool
 s_recv_envelope (void *router, s_envelope_t *env)
 {
