@@ -7,6 +7,26 @@
 #include <fcntl.h>
 
 #define S_NUMBERING_RING 1      //  the committed side numbers, keeps nothing
+#define S_PARCEL_FIRST  4096            //  bytes: the first parcel's buffer
+#define S_PARCEL_HINT_MAX (1 << 20)     //  bytes: a parcel's size carried on
+
+//  Events travel from the raft thread to the owner in parcels, one message
+//  each: per event a header {body size, seq} (host order), then topic and
+//  root with their NULs, then the body. One message per entry instead of
+//  four frames per event: the raft thread sends and signals once, and the
+//  owner frees once.
+typedef struct {
+    uint32_t body_size;
+    uint32_t topic_size;            //  with its NUL
+    uint64_t seq;
+} s_event_header_t;
+
+typedef struct {
+    uint8_t *data;                  //  handed to the message when sent
+    size_t size;
+    size_t capacity;
+    size_t events;
+} s_parcel_t;
 
 struct _cvr_log_t {
     cvr_raft_t *raft;               //  the engine, owned
@@ -23,6 +43,9 @@ struct _cvr_log_t {
     cvr_dedup_t *dedup;             //  committed replies of recent writes
     zsock_t *events_out;            //  raft thread's end: numbered events
     zsock_t *events_in;             //  owner's end
+    s_parcel_t out;                 //  events being packed (raft thread)
+    zmq_msg_t in;                   //  the parcel being read (owner)
+    size_t in_read;                 //  bytes of it read so far
     uint64_t applied;               //  entries applied + snapshots restored
     //  The open batch, the owner's thread only.
     cvr_wr_t *batch;                //  {"c": [commands...  (left open)
@@ -34,6 +57,71 @@ struct _cvr_log_t {
 
 //  --------------------------------------------------------------------------
 //  The state machine, on the raft thread
+
+static void
+s_parcel_free (void *data, void *hint)
+{
+    (void) hint;
+    free (data);
+}
+
+//  Sends the parcel, if it holds anything. The next one is allocated at
+//  this one's size (at most 1 MB), so that a steady load grows no buffer.
+static void
+s_parcel_send (cvr_log_t *self)
+{
+    s_parcel_t *parcel = &self->out;
+    if (!parcel->events)
+        return;
+    zmq_msg_t msg;
+    zmq_msg_init_data (&msg, parcel->data, parcel->size, s_parcel_free, NULL);
+    //  Never blocks (no high-water mark): the owner reads them all.
+    int rc = zmq_msg_send (&msg, zsock_resolve (self->events_out), 0);
+    assert (rc >= 0);
+    (void) rc;
+    parcel->capacity = parcel->size < S_PARCEL_HINT_MAX ? parcel->size : S_PARCEL_HINT_MAX;
+    parcel->data = NULL;
+    parcel->size = 0;
+    parcel->events = 0;
+}
+
+static void
+s_parcel_add (cvr_log_t *self, const char *topic, const char *root, uint64_t seq,
+              cvr_wr_t *body)
+{
+    s_parcel_t *parcel = &self->out;
+    s_event_header_t header = {
+        .body_size = (uint32_t) cvr_wr_size (body),
+        .topic_size = (uint32_t) strlen (topic) + 1,
+        .seq = seq
+    };
+    size_t root_size = strlen (root) + 1;
+    size_t need = sizeof (header) + header.topic_size + root_size + header.body_size;
+    if (!parcel->data || parcel->size + need > parcel->capacity) {
+        size_t capacity = parcel->data ? 2 * parcel->capacity : parcel->capacity;
+        if (capacity < S_PARCEL_FIRST)
+            capacity = S_PARCEL_FIRST;
+        while (capacity < parcel->size + need)
+            capacity *= 2;
+        parcel->data = (uint8_t *) realloc (parcel->data, capacity);
+        if (!parcel->data) {
+            zsys_error ("conveyord: out of memory packing events");
+            abort ();
+        }
+        parcel->capacity = capacity;
+    }
+    uint8_t *at = parcel->data + parcel->size;
+    memcpy (at, &header, sizeof (header));
+    at += sizeof (header);
+    memcpy (at, topic, header.topic_size);
+    at += header.topic_size;
+    memcpy (at, root, root_size);
+    at += root_size;
+    memcpy (at, cvr_wr_data (body), header.body_size);
+    parcel->size += need;
+    if (++parcel->events == CVR_LOG_PARCEL_EVENTS)
+        s_parcel_send (self);
+}
 
 static int
 s_apply (void *arg, const void *data, size_t size, uint64_t index)
@@ -81,16 +169,12 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
             const char *root = cvr_effects_root (self->effects, e);
             cvr_wr_t *body = cvr_effects_body (self->effects, e);
             uint64_t seq = cvr_history_append (self->numbering, topic, root, body);
-            //  Never blocks (no high-water mark): the owner reads them all.
-            void *out = zsock_resolve (self->events_out);
-            zmq_send (out, topic, strlen (topic), ZMQ_SNDMORE);
-            zmq_send (out, root, strlen (root), ZMQ_SNDMORE);
-            zmq_send (out, &seq, sizeof (seq), ZMQ_SNDMORE);
-            zmq_send (out, cvr_wr_data (body), cvr_wr_size (body), 0);
+            s_parcel_add (self, topic, root, seq, body);
         }
         cvr_effects_clear (self->effects);
         cvr_codec_cmd_destroy (&cmd);
     }
+    s_parcel_send (self);
     const msgpack_object *replies = cvr_obj_get (entry, "d");
     if (replies)
         cvr_dedup_merge (self->dedup, replies);
@@ -272,6 +356,7 @@ cvr_log_new (const cvr_log_config_t *config)
     static int s_pairs = 0;
     char endpoint [64];
     snprintf (endpoint, sizeof (endpoint), "inproc://cvr-log-%d-%p", ++s_pairs, (void *) self);
+    zmq_msg_init (&self->in);
     self->events_in = zsock_new (ZMQ_PAIR);
     self->events_out = zsock_new (ZMQ_PAIR);
     zsock_set_rcvhwm (self->events_in, 0);
@@ -311,6 +396,8 @@ cvr_log_destroy (cvr_log_t **self_p)
     zhashx_destroy (&self->nodes);
     zsock_destroy (&self->events_out);
     zsock_destroy (&self->events_in);
+    zmq_msg_close (&self->in);
+    free (self->out.data);
     cvr_wr_destroy (&self->batch);
     cvr_wr_destroy (&self->replies);
     cvr_dedup_destroy (&self->dedup);
@@ -454,37 +541,33 @@ cvr_log_events (cvr_log_t *self)
     return self->events_in;
 }
 
-//  A frame's bytes as a C string, cut to size.
-static void
-s_frame_str (zmq_msg_t *frame, char *out, size_t size)
-{
-    size_t len = zmq_msg_size (frame) < size - 1 ? zmq_msg_size (frame) : size - 1;
-    memcpy (out, zmq_msg_data (frame), len);
-    out [len] = 0;
-}
-
 int
 cvr_log_recv_event (cvr_log_t *self, cvr_log_event_t *event)
 {
-    //  [topic, root, seq, body], as the raft thread sends them.
-    void *sock = zsock_resolve (self->events_in);
-    zmq_msg_t frame;
-    zmq_msg_init (&frame);
-    if (zmq_msg_recv (&frame, sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close (&frame);
-        return -1;
+    if (self->in_read == zmq_msg_size (&self->in)) {
+        //  A failed receive empties the message too.
+        self->in_read = 0;
+        if (zmq_msg_recv (&self->in, zsock_resolve (self->events_in), ZMQ_DONTWAIT) < 0)
+            return -1;
     }
-    s_frame_str (&frame, event->topic, sizeof (event->topic));
-    zmq_msg_recv (&frame, sock, 0);
-    s_frame_str (&frame, event->root, sizeof (event->root));
-    zmq_msg_recv (&frame, sock, 0);
-    event->seq = 0;
-    if (zmq_msg_size (&frame) == sizeof (uint64_t))
-        memcpy (&event->seq, zmq_msg_data (&frame), sizeof (uint64_t));
-    zmq_msg_close (&frame);
-    zmq_msg_init (&event->body);
-    zmq_msg_recv (&event->body, sock, 0);
+    const uint8_t *at = (const uint8_t *) zmq_msg_data (&self->in) + self->in_read;
+    s_event_header_t header;
+    memcpy (&header, at, sizeof (header));
+    event->seq = header.seq;
+    event->topic = (const char *) at + sizeof (header);
+    event->root = event->topic + header.topic_size;
+    event->body = event->root + strlen (event->root) + 1;
+    event->body_size = header.body_size;
+    self->in_read = (size_t) ((const uint8_t *) event->body + header.body_size
+                              - (const uint8_t *) zmq_msg_data (&self->in));
+    assert (self->in_read <= zmq_msg_size (&self->in));
     return 0;
+}
+
+bool
+cvr_log_events_open (cvr_log_t *self)
+{
+    return self->in_read < zmq_msg_size (&self->in);
 }
 
 int

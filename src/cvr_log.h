@@ -107,28 +107,33 @@ zsock_t *
 int
     cvr_log_recv (cvr_log_t *self, cvr_raft_event_t *event);
 
-//  The events of the committed state, numbered, one message each:
-//  [topic, root, seq (a uint64_t's 8 bytes, host order), body]. Read with
-//  cvr_log_recv_event. Owned by the log.
+//  The events of the committed state, numbered, in parcels: one message
+//  holds the events of one entry, at most CVR_LOG_PARCEL_EVENTS of them
+//  (an entry with more sends several). Read with cvr_log_recv_event.
+//  Owned by the log.
+#define CVR_LOG_PARCEL_EVENTS 256
 zsock_t *
     cvr_log_events (cvr_log_t *self);
 
-//  One event as read: topic and root as C strings (names are at most
-//  200 bytes, so every topic fits), the body as a message the reader
-//  closes with zmq_msg_close.
-#define CVR_LOG_TOPIC_MAX 512
+//  One event as read: topic and root as C strings, the body's bytes; all
+//  point into the parcel being read and stay valid until the next call.
 typedef struct {
-    char topic [CVR_LOG_TOPIC_MAX];
-    char root [CVR_LOG_TOPIC_MAX];
+    const char *topic;
+    const char *root;
     uint64_t seq;
-    zmq_msg_t body;
+    const void *body;
+    size_t body_size;
 } cvr_log_event_t;
 
-//  Reads one event if one is waiting (never blocks): no allocation, no
-//  poll of the socket's state. Returns 0 and fills event (close its
-//  body), or -1 when none is waiting.
+//  Reads the next event if one is waiting (never blocks): no allocation,
+//  no copy. Returns 0 and fills event, or -1 when none is waiting.
 int
     cvr_log_recv_event (cvr_log_t *self, cvr_log_event_t *event);
+
+//  True while a parcel is partly read. The socket no longer signals its
+//  events, so a reader that bounds its turn reads on while this is true.
+bool
+    cvr_log_events_open (cvr_log_t *self);
 
 //  Proposes node id's endpoints as an entry (a new leader announces its
 //  own, so that followers can point clients at it; followers have theirs

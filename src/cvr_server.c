@@ -638,26 +638,26 @@ s_publish_effects (cvr_server_t *self)
 
 //  With a log: publishes the committed state's events as they come, into
 //  the history too (so events_since and seq agree on every node); at most
-//  `most` of them.
+//  `most` of them, and then the rest of the parcel being read.
 static void
 s_drain_events (cvr_server_t *self, size_t most)
 {
     void *pub = zsock_resolve (self->pub);
     cvr_log_event_t *event = &self->event;
-    for (size_t n = 0; n < most && cvr_log_recv_event (self->log, event) == 0; n++) {
+    for (size_t n = 0; (n < most || cvr_log_events_open (self->log))
+                       && cvr_log_recv_event (self->log, event) == 0; n++) {
         uint64_t latest = cvr_history_seq (self->history), seq = event->seq;
         const char *topic = event->topic;
         if (cvr_history_put (self->history, topic, event->root, seq,
-                             zmq_msg_data (&event->body), zmq_msg_size (&event->body)))
+                             event->body, event->body_size))
             s_log (self, S_ERROR, "committed event %" PRIu64 " does not follow %" PRIu64
                    "; not published", seq, latest);
         else
         if (seq > latest) {
             zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_msg_send (&event->body, pub, ZMQ_DONTWAIT);
+            zmq_send (pub, event->body, event->body_size, ZMQ_DONTWAIT);
             s_log (self, S_DEBUG, "event %" PRIu64 " %s", seq, topic);
         }
-        zmq_msg_close (&event->body);
     }
 }
 

@@ -643,6 +643,48 @@ def test_same_events_everywhere(cluster):
         assert seq_of(n, cluster.ctx) == final
 
 
+def test_a_burst_of_events_in_order_everywhere(cluster):
+    """One burst of pipelined registrations: the leader commits them in a few
+    big entries, each causing far more events than one parcel from the log
+    thread holds (256). Every node publishes them all, numbered without a
+    gap, identical, in the order the requests were sent."""
+    lead, _ = cluster.wait_leader()
+    subs = [cluster.sub(n) for n in cluster.nodes]
+    sync_all(subs)
+    first = seq_of(lead, cluster.ctx) + 1
+    burst = 1500
+    c = Client(cluster.ctx, lead.endpoint)
+    try:
+        for i in range(burst):
+            c.send_map({"op": "register", "rid": i, "service_id": "b%04d" % i,
+                        "service_name": "burst", "service_type": "transform",
+                        "endpoint": "tcp://10.9.%d.%d:1" % (i // 250, i % 250),
+                        "lease_ms": LONG_LEASE_MS})
+        replies = [c.recv(timeout=CONVERGE_TIMEOUT) for _ in range(burst)]
+    finally:
+        c.close()
+    assert [r.get("rid") for r in replies] == list(range(burst))
+    assert all(r.get("ok") is True for r in replies), \
+        [r for r in replies if r.get("ok") is not True][:3]
+
+    final = first + burst - 1
+    assert seq_of(lead, cluster.ctx) == final
+    wait_until(lambda: all(s.events and s.events[-1].body["seq"] >= final for s in subs),
+               CONVERGE_TIMEOUT, f"seq {final} on every node's PUB", pump=subs)
+    streams = [[e for e in s.numbered() if e[0] >= first] for s in subs]
+    for n, stream in zip(cluster.nodes, streams):
+        check_contiguous(stream, f"node {n.id}'s PUB", first=first)
+        assert stream[-1][0] == final, f"node {n.id} published past {final}"
+        assert [b["service"]["service_id"] for _, t, b in stream] == \
+            ["b%04d" % i for i in range(burst)], f"node {n.id}: not the burst, in order"
+        assert all(t == "service/burst/registered" and b["type"] == "registered"
+                   for _, t, b in stream)
+    assert streams[1:] == streams[:-1], "the nodes published different events"
+    for n in cluster.nodes:
+        assert all_events(n, cluster.ctx, since=first - 1) == streams[0], \
+            f"events_since on node {n.id}"
+
+
 def test_follower_stats_describe_the_cluster(cluster):
     cluster.wait_leader()
     cc = cluster.client()
