@@ -13,6 +13,7 @@
 #include "cvr_leases.h"
 #include "cvr_log.h"
 #include "cvr_dedup.h"
+#include "cvr_held.h"
 #include "cvr_assignor.h"
 
 #define CVR_NAME_MAX        200
@@ -81,9 +82,7 @@ typedef struct _cvr_server_t cvr_server_t;
 typedef struct {
     uint64_t tag;               //  the entry's tag; 0: no command of its own
     bool committed;             //  the entry is committed
-    zchunk_t *replies;          //  its replies, one after another: identity
-                                //  size (a size_t), identity, REQ delimiter
-                                //  (1 byte: 0 or 1), body size (size_t), body
+    cvr_held_t *replies;        //  its replies, in order
 } s_segment_t;
 
 //  A join reply that waits for the rebalance of its group.
@@ -421,7 +420,7 @@ static s_segment_t *
 s_segment_new (void)
 {
     s_segment_t *self = (s_segment_t *) zmalloc (sizeof (s_segment_t));
-    self->replies = zchunk_new (NULL, 4096);
+    self->replies = cvr_held_new ();
     return self;
 }
 
@@ -430,74 +429,29 @@ s_segment_destroy (s_segment_t **self_p)
 {
     if (!*self_p)
         return;
-    zchunk_destroy (&(*self_p)->replies);
+    cvr_held_destroy (&(*self_p)->replies);
     free (*self_p);
     *self_p = NULL;
-}
-
-//  Sends a reply [identity, ("",) body] on the ROUTER, which never blocks:
-//  it drops a reply to a peer that is gone or over its high-water mark.
-static void
-s_send_now (cvr_server_t *self, const void *identity, size_t identity_size,
-            bool delimiter, const void *body, size_t body_size)
-{
-    void *router = zsock_resolve (self->router);
-    zmq_send (router, identity, identity_size, ZMQ_SNDMORE);
-    if (delimiter)
-        zmq_send (router, "", 0, ZMQ_SNDMORE);
-    zmq_send (router, body, body_size, 0);
 }
 
 //  Sends the replies held in a segment, in the order they were held.
 static void
 s_send_held (cvr_server_t *self, s_segment_t *segment)
 {
-    const uint8_t *at = zchunk_data (segment->replies);
-    const uint8_t *end = at + zchunk_size (segment->replies);
-    while (at < end) {
-        size_t identity_size, body_size;
-        memcpy (&identity_size, at, sizeof (size_t));
-        const uint8_t *identity = at + sizeof (size_t);
-        bool delimiter = identity [identity_size];
-        memcpy (&body_size, identity + identity_size + 1, sizeof (size_t));
-        const uint8_t *body = identity + identity_size + 1 + sizeof (size_t);
-        s_send_now (self, identity, identity_size, delimiter, body, body_size);
-        at = body + body_size;
-    }
+    cvr_held_send (segment->replies, zsock_resolve (self->router));
 }
 
-//  In memory: sends what the open batch holds and empties it; a buffer
-//  that a burst of big replies (unpaged listings of a large registry)
-//  grew past S_HELD_MAX is given back rather than kept for good.
-static void
-s_send_open (cvr_server_t *self)
-{
-    s_send_held (self, self->open);
-    if (zchunk_max_size (self->open->replies) > S_HELD_MAX) {
-        s_segment_destroy (&self->open);
-        self->open = s_segment_new ();
-    }
-    else
-        zchunk_set (self->open->replies, NULL, 0);
-}
-
-//  Holds a copy of a reply with the current batch (appended to one buffer:
-//  no allocation per reply once it has grown) until s_cut. In memory, what
-//  is held goes out early once it passes S_HELD_MAX, so a batch of big
-//  replies never holds more than that plus one reply.
+//  Holds a copy of a reply with the current batch (appended to one buffer,
+//  see cvr_held.h) until s_cut. In memory, what is held goes out early
+//  once it passes S_HELD_MAX, so a batch of big replies never holds more
+//  than that plus one reply.
 static void
 s_out (cvr_server_t *self, const void *identity, size_t identity_size, bool delimiter,
        const void *body, size_t body_size)
 {
-    if (!self->log && zchunk_size (self->open->replies) >= S_HELD_MAX)
-        s_send_open (self);
-    zchunk_t *replies = self->open->replies;
-    uint8_t flag = delimiter;
-    zchunk_extend (replies, &identity_size, sizeof (size_t));
-    zchunk_extend (replies, identity, identity_size);
-    zchunk_extend (replies, &flag, 1);
-    zchunk_extend (replies, &body_size, sizeof (size_t));
-    zchunk_extend (replies, body, body_size);
+    if (!self->log && cvr_held_size (self->open->replies) >= S_HELD_MAX)
+        s_send_held (self, self->open);
+    cvr_held_add (self->open->replies, identity, identity_size, delimiter, body, body_size);
 }
 
 //  Sends what the batches at the front may send: those whose entry is
@@ -533,7 +487,7 @@ static void
 s_cut (cvr_server_t *self)
 {
     if (!self->log) {
-        s_send_open (self);
+        s_send_held (self, self->open);
         return;
     }
     int64_t tag = cvr_log_commit (self->log);
@@ -541,7 +495,7 @@ s_cut (cvr_server_t *self)
         s_fatal (self, "the raft engine refused a log entry");
         return;
     }
-    if (!tag && zchunk_size (self->open->replies) == 0)
+    if (!tag && cvr_held_size (self->open->replies) == 0)
         return;
     self->open->tag = (uint64_t) tag;
     zlistx_add_end (self->segments, self->open);
@@ -2073,7 +2027,7 @@ s_step_down (cvr_server_t *self)
     s_segment_t *segment;
     while ((segment = (s_segment_t *) zlistx_detach (self->segments, NULL)))
         s_segment_destroy (&segment);
-    zchunk_set (self->open->replies, NULL, 0);
+    cvr_held_drop (self->open->replies);
     s_drop_pending (self->pending);
     s_drop_pending (self->changes);
     cvr_state_destroy (&self->state);

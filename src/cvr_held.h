@@ -1,0 +1,47 @@
+/*  cvr_held.h: replies held for the ROUTER, sent without copies (internal).
+
+    The server holds each batch's replies until the batch ends (or, with
+    --data-dir, until its log entry is committed), appended one after
+    another to one buffer. Sending hands each body to ZeroMQ in place: the
+    buffer is reference-counted, one reference per body in flight, and
+    freed by whichever thread drops the last (the I/O thread, once the
+    last reply is written). So a reply is copied once, into the buffer,
+    and a batch costs one allocation instead of one per reply, which the
+    I/O thread would free into the server thread's heap under its lock.
+
+    Once sent, the buffer is never written again: the next reply starts a
+    new one, sized like the last batch.
+*/
+#ifndef CVR_HELD_H_INCLUDED
+#define CVR_HELD_H_INCLUDED
+
+#include <czmq.h>
+
+typedef struct _cvr_held_t cvr_held_t;
+
+cvr_held_t *
+    cvr_held_new (void);
+//  Drops what is held unsent; replies in flight keep their buffer.
+void
+    cvr_held_destroy (cvr_held_t **self_p);
+
+//  Holds a copy of a reply [identity, ("" when delimiter,) body].
+void
+    cvr_held_add (cvr_held_t *self, const void *identity, size_t identity_size,
+                  bool delimiter, const void *body, size_t body_size);
+
+//  Bytes held (the replies' framing included); 0 when nothing is.
+size_t
+    cvr_held_size (cvr_held_t *self);
+
+//  Sends every held reply on router (a ROUTER, which never blocks: it
+//  drops a reply to a peer that is gone or over its high-water mark), in
+//  the order held, and holds nothing after.
+void
+    cvr_held_send (cvr_held_t *self, void *router);
+
+//  Forgets what is held, unsent.
+void
+    cvr_held_drop (cvr_held_t *self);
+
+#endif
