@@ -2,6 +2,7 @@
     into the cvr_server actor, then waits for SIGINT or SIGTERM. */
 #include "conveyor/conveyor.h"
 #include <getopt.h>
+#include "cvr_heap.h"
 
 #define S_USAGE_EXIT 2
 
@@ -134,6 +135,7 @@ s_load_config (zactor_t *server, const char *path)
 int
 main (int argc, char *argv [])
 {
+    cvr_heap_setup ();
     static struct option longopts [] = {
         { "listen", required_argument, 0, 0 },
         { "publish", required_argument, 0, 0 },

@@ -14,6 +14,7 @@
 #include "cvr_log.h"
 #include "cvr_dedup.h"
 #include "cvr_held.h"
+#include "cvr_heap.h"
 #include "cvr_assignor.h"
 
 #define CVR_NAME_MAX        200
@@ -171,6 +172,7 @@ struct _cvr_server_t {
     cvr_log_t *log;             //  the durable log, with --data-dir
     s_segment_t *open;          //  what the current batch sends (durable)
     zlistx_t *segments;         //  earlier batches' sends, waiting in order
+    uintptr_t heap_mark;        //  the heap advised up to (cvr_heap.h)
     uint64_t entries;           //  log entries committed
     bool bulk;                  //  lease transitions beyond CVR_LOG_BURST
     bool slice_pending;         //  a timer continues the transitions due
@@ -486,6 +488,7 @@ s_fatal (cvr_server_t *self, const char *reason)
 static void
 s_cut (cvr_server_t *self)
 {
+    cvr_heap_advise (&self->heap_mark);
     if (!self->log) {
         s_send_held (self, self->open);
         return;
@@ -2154,6 +2157,7 @@ s_open_log (cvr_server_t *self, const cvr_state_limits_t *limits)
         return s_bad (self, "--data-dir: cannot start the log in '%s': %s", self->data_dir,
                       error [0] ? error : "see the error above");
     self->segments = zlistx_new ();
+    self->heap_mark = cvr_heap_mark ();
     self->dedup = cvr_dedup_new (CVR_DEDUP_CAPACITY);
     zloop_reader (self->loop, cvr_log_socket (self->log), s_on_log, self);
     zloop_reader (self->loop, cvr_log_events (self->log), s_on_events, self);
