@@ -64,6 +64,33 @@ s_teardown (pair_t *p)
     zsock_destroy (&p->router);
 }
 
+//  Each test's fixture: the sockets and a holder.
+typedef struct {
+    pair_t p;
+    cvr_held_t *held;
+} fixture_t;
+
+static int
+s_fixture_setup (void **state)
+{
+    fixture_t *f = (fixture_t *) calloc (1, sizeof (fixture_t));
+    assert_non_null (f);
+    s_setup (&f->p);
+    f->held = cvr_held_new ();
+    *state = f;
+    return 0;
+}
+
+static int
+s_fixture_teardown (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    cvr_held_destroy (&f->held);       //  a test may have destroyed it
+    s_teardown (&f->p);
+    free (f);
+    return 0;
+}
+
 static void
 s_add (cvr_held_t *held, const char *identity, const char *body)
 {
@@ -86,10 +113,9 @@ s_expect (zsock_t *dealer, const char *body)
 static void
 test_replies_reach_their_peer_in_order (void **state)
 {
-    (void) state;
-    pair_t p;
-    s_setup (&p);
-    cvr_held_t *held = cvr_held_new ();
+    fixture_t *f = (fixture_t *) *state;
+    pair_t p = f->p;
+    cvr_held_t *held = f->held;
     assert_int_equal (cvr_held_size (held), 0);
     char body [64];
     for (int i = 0; i < 100; i++) {
@@ -110,9 +136,8 @@ test_replies_reach_their_peer_in_order (void **state)
     assert_non_null (got);
     assert_string_equal (got, "to req");
     free (got);
-    cvr_held_destroy (&held);
-    assert_null (held);
-    s_teardown (&p);
+    cvr_held_destroy (&f->held);
+    assert_null (f->held);
 }
 
 //  Replies sent and still unread keep their bytes while the holder goes on
@@ -120,10 +145,9 @@ test_replies_reach_their_peer_in_order (void **state)
 static void
 test_unread_replies_survive (void **state)
 {
-    (void) state;
-    pair_t p;
-    s_setup (&p);
-    cvr_held_t *held = cvr_held_new ();
+    fixture_t *f = (fixture_t *) *state;
+    pair_t p = f->p;
+    cvr_held_t *held = f->held;
     s_add (held, "A", "first batch, first reply");
     s_add (held, "A", "first batch, second reply");
     cvr_held_send (held, zsock_resolve (p.router));
@@ -134,7 +158,7 @@ test_unread_replies_survive (void **state)
     cvr_held_drop (held);
     assert_int_equal (cvr_held_size (held), 0);
     s_add (held, "A", "held at destruction, never sent");
-    cvr_held_destroy (&held);
+    cvr_held_destroy (&f->held);
     s_expect (p.a, "first batch, first reply");
     s_expect (p.a, "first batch, second reply");
     s_expect (p.a, "SECOND BATCH, FIRST REPLY, WRITTEN OVER THE OLD?");
@@ -143,7 +167,6 @@ test_unread_replies_survive (void **state)
     zsock_set_rcvtimeo (p.a, 100);
     zmsg_t *none = zmsg_recv (p.a);
     assert_null (none);
-    s_teardown (&p);
 }
 
 //  A reply to a peer the ROUTER does not know is dropped (and its
@@ -151,18 +174,15 @@ test_unread_replies_survive (void **state)
 static void
 test_reply_to_a_gone_peer_is_dropped (void **state)
 {
-    (void) state;
-    pair_t p;
-    s_setup (&p);
-    cvr_held_t *held = cvr_held_new ();
+    fixture_t *f = (fixture_t *) *state;
+    pair_t p = f->p;
+    cvr_held_t *held = f->held;
     s_add (held, "A", "before");
     s_add (held, "nobody", "lost");
     s_add (held, "A", "after");
     cvr_held_send (held, zsock_resolve (p.router));
     s_expect (p.a, "before");
     s_expect (p.a, "after");
-    cvr_held_destroy (&held);
-    s_teardown (&p);
 }
 
 //  4 MB of replies in one buffer (grown many times), unread until the
@@ -170,10 +190,9 @@ test_reply_to_a_gone_peer_is_dropped (void **state)
 static void
 test_big_burst (void **state)
 {
-    (void) state;
-    pair_t p;
-    s_setup (&p);
-    cvr_held_t *held = cvr_held_new ();
+    fixture_t *f = (fixture_t *) *state;
+    pair_t p = f->p;
+    cvr_held_t *held = f->held;
     size_t size = 4000;
     char *body = (char *) malloc (size + 1);
     assert_non_null (body);
@@ -192,8 +211,6 @@ test_big_burst (void **state)
     }
     s_expect (p.b, "small");
     free (body);
-    cvr_held_destroy (&held);
-    s_teardown (&p);
 }
 
 int
@@ -201,10 +218,14 @@ main (void)
 {
     zsys_init ();
     const struct CMUnitTest tests [] = {
-        cmocka_unit_test (test_replies_reach_their_peer_in_order),
-        cmocka_unit_test (test_unread_replies_survive),
-        cmocka_unit_test (test_reply_to_a_gone_peer_is_dropped),
-        cmocka_unit_test (test_big_burst),
+        cmocka_unit_test_setup_teardown (test_replies_reach_their_peer_in_order, s_fixture_setup,
+                                         s_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_unread_replies_survive, s_fixture_setup,
+                                         s_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_reply_to_a_gone_peer_is_dropped, s_fixture_setup,
+                                         s_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_big_burst, s_fixture_setup,
+                                         s_fixture_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     zsys_shutdown ();
