@@ -5,34 +5,83 @@
 #define S_FIRST     4096            //  bytes: the first buffer
 #define S_HINT_MAX  (1 << 20)       //  bytes: a buffer's size carried on
 
+//  Its owner's reference, plus one per buffer it counts.
+struct _cvr_held_budget_t {
+    atomic_size_t refs;
+    atomic_size_t pinned;           //  bytes of the buffers it counts
+    size_t max_pinned;
+};
+
 //  One buffer: the owner's reference until sent, plus one per body that
 //  ZeroMQ holds. Each reply: identity size (size_t), identity, delimiter
 //  flag (1 byte), body size (size_t), body.
 typedef struct {
     atomic_size_t refs;
+    cvr_held_budget_t *budget;      //  counted there while sent in place
     size_t size;
     size_t capacity;
     uint8_t data [];
 } s_buffer_t;
 
 struct _cvr_held_t {
+    cvr_held_budget_t *budget;
     s_buffer_t *buffer;             //  NULL while nothing is held
     size_t hint;                    //  capacity of the next buffer
 };
+
+cvr_held_budget_t *
+cvr_held_budget_new (size_t max_pinned)
+{
+    cvr_held_budget_t *self = (cvr_held_budget_t *) zmalloc (sizeof (cvr_held_budget_t));
+    atomic_init (&self->refs, 1);
+    atomic_init (&self->pinned, 0);
+    self->max_pinned = max_pinned;
+    return self;
+}
+
+static void
+s_budget_release (cvr_held_budget_t *self)
+{
+    if (atomic_fetch_sub_explicit (&self->refs, 1, memory_order_acq_rel) == 1)
+        free (self);
+}
+
+void
+cvr_held_budget_destroy (cvr_held_budget_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    s_budget_release (*self_p);
+    *self_p = NULL;
+}
+
+size_t
+cvr_held_budget_pinned (cvr_held_budget_t *self)
+{
+    return atomic_load_explicit (&self->pinned, memory_order_acquire);
+}
 
 static void
 s_release (void *data, void *hint)
 {
     (void) data;
     s_buffer_t *buffer = (s_buffer_t *) hint;
-    if (atomic_fetch_sub_explicit (&buffer->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit (&buffer->refs, 1, memory_order_acq_rel) == 1) {
+        cvr_held_budget_t *budget = buffer->budget;
+        if (budget) {
+            atomic_fetch_sub_explicit (&budget->pinned, buffer->capacity,
+                                       memory_order_acq_rel);
+            s_budget_release (budget);
+        }
         free (buffer);
+    }
 }
 
 cvr_held_t *
-cvr_held_new (void)
+cvr_held_new (cvr_held_budget_t *budget)
 {
     cvr_held_t *self = (cvr_held_t *) zmalloc (sizeof (cvr_held_t));
+    self->budget = budget;
     self->hint = S_FIRST;
     return self;
 }
@@ -64,6 +113,7 @@ s_reserve (cvr_held_t *self, size_t need)
         }
         if (!self->buffer) {
             atomic_init (&buffer->refs, 1);
+            buffer->budget = NULL;
             buffer->size = 0;
         }
         buffer->capacity = capacity;
@@ -101,6 +151,16 @@ cvr_held_send (cvr_held_t *self, void *router)
     s_buffer_t *buffer = self->buffer;
     if (!buffer)
         return;
+    //  In place while the budget has room for the whole buffer; copied
+    //  otherwise. Only the server's thread adds to the budget, so what it
+    //  reads here can only have shrunk since.
+    cvr_held_budget_t *budget = self->budget;
+    bool in_place = cvr_held_budget_pinned (budget) + buffer->capacity <= budget->max_pinned;
+    if (in_place) {
+        atomic_fetch_add_explicit (&budget->refs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit (&budget->pinned, buffer->capacity, memory_order_acq_rel);
+        buffer->budget = budget;
+    }
     const uint8_t *at = buffer->data;
     const uint8_t *end = at + buffer->size;
     while (at < end) {
@@ -115,6 +175,10 @@ cvr_held_send (cvr_held_t *self, void *router)
         zmq_send (router, identity, identity_size, ZMQ_SNDMORE);
         if (delimiter)
             zmq_send (router, "", 0, ZMQ_SNDMORE);
+        if (!in_place) {
+            zmq_send (router, body, body_size, 0);
+            continue;
+        }
         zmq_msg_t msg;
         atomic_fetch_add_explicit (&buffer->refs, 1, memory_order_relaxed);
         if (zmq_msg_init_data (&msg, body, body_size, s_release, buffer)) {

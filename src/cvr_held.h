@@ -11,6 +11,14 @@
 
     Once sent, the buffer is never written again: the next reply starts a
     new one, sized like the last batch.
+
+    A reply not yet written to its client keeps its whole buffer alive,
+    the other clients' replies included: a client that stops reading
+    could pin one buffer per batch it had a reply in. So the holders of a
+    server share a budget of pinned bytes: a buffer is sent in place only
+    while the buffers still referenced, it included, fit in it; past that
+    its replies are copied one by one (as before cvr_held), and a client
+    that stops reading holds only its own replies.
 */
 #ifndef CVR_HELD_H_INCLUDED
 #define CVR_HELD_H_INCLUDED
@@ -18,9 +26,22 @@
 #include <czmq.h>
 
 typedef struct _cvr_held_t cvr_held_t;
+typedef struct _cvr_held_budget_t cvr_held_budget_t;
 
+//  A budget of max_pinned bytes. Destroying it drops its owner's hold:
+//  it lasts until the last buffer it counts is freed (by any thread).
+cvr_held_budget_t *
+    cvr_held_budget_new (size_t max_pinned);
+void
+    cvr_held_budget_destroy (cvr_held_budget_t **self_p);
+
+//  Bytes of sent buffers that ZeroMQ still references.
+size_t
+    cvr_held_budget_pinned (cvr_held_budget_t *self);
+
+//  A holder counting against budget (borrowed: destroy the holders first).
 cvr_held_t *
-    cvr_held_new (void);
+    cvr_held_new (cvr_held_budget_t *budget);
 //  Drops what is held unsent; replies in flight keep their buffer.
 void
     cvr_held_destroy (cvr_held_t **self_p);

@@ -27,6 +27,7 @@
 #define CVR_DRAIN_MAX       1000    //  requests handled per wakeup at most
 #define S_BATCH             CVR_DRAIN_MAX   //  envelopes received, then handled
 #define S_HELD_MAX          (1u << 20)  //  bytes of replies held in memory mode
+#define S_PINNED_MAX        (64u << 20) //  bytes of sent reply buffers unwritten
 #define S_AHEAD             32      //  map slots prefetched this many requests
                                     //  ahead, records half as many
 #define CVR_EXPIRE_SLICE    2000    //  lease and session transitions per slice
@@ -172,6 +173,7 @@ struct _cvr_server_t {
     cvr_log_t *log;             //  the durable log, with --data-dir
     s_segment_t *open;          //  what the current batch sends (durable)
     zlistx_t *segments;         //  earlier batches' sends, waiting in order
+    cvr_held_budget_t *budget;  //  of sent reply buffers still referenced
     uintptr_t heap_mark;        //  the heap advised up to (cvr_heap.h)
     uint64_t entries;           //  log entries committed
     bool bulk;                  //  lease transitions beyond CVR_LOG_BURST
@@ -419,10 +421,10 @@ static const char *s_reported_healths [] = { "healthy", "degraded", "unhealthy",
 //  in the same batch as a write) goes out before the log has it.
 
 static s_segment_t *
-s_segment_new (void)
+s_segment_new (cvr_held_budget_t *budget)
 {
     s_segment_t *self = (s_segment_t *) zmalloc (sizeof (s_segment_t));
-    self->replies = cvr_held_new ();
+    self->replies = cvr_held_new (budget);
     return self;
 }
 
@@ -502,7 +504,7 @@ s_cut (cvr_server_t *self)
         return;
     self->open->tag = (uint64_t) tag;
     zlistx_add_end (self->segments, self->open);
-    self->open = s_segment_new ();
+    self->open = s_segment_new (self->budget);
     s_release (self);
 }
 
@@ -2322,7 +2324,8 @@ s_server_new (zsock_t *pipe, const char *node_id)
     self->reply = cvr_wr_new ();
     self->reader = cvr_reader_new ();
     self->batch = (s_envelope_t *) zmalloc (S_BATCH * sizeof (s_envelope_t));
-    self->open = s_segment_new ();
+    self->budget = cvr_held_budget_new (S_PINNED_MAX);
+    self->open = s_segment_new (self->budget);
     self->pending = zlistx_new ();
     self->changes = zlistx_new ();
     self->scratch = zlistx_new ();
@@ -2348,6 +2351,7 @@ s_server_destroy (cvr_server_t **self_p)
     while (self->segments && (segment = (s_segment_t *) zlistx_detach (self->segments, NULL)))
         s_segment_destroy (&segment);
     zlistx_destroy (&self->segments);
+    cvr_held_budget_destroy (&self->budget);
     free (self->data_dir);
     free (self->raft_bind);
     free (self->raft_address);

@@ -5,7 +5,8 @@
     sent and not yet read survive later adds, sends, drops and the
     holder's destruction (the buffer is freed when the last is read:
     AddressSanitizer reports it otherwise); a reply to a peer that is gone
-    is dropped without a leak; a big burst goes out whole. */
+    is dropped without a leak; a big burst goes out whole; buffers pinned
+    by a peer that does not read stay within the budget. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -67,8 +68,11 @@ s_teardown (pair_t *p)
 //  Each test's fixture: the sockets and a holder.
 typedef struct {
     pair_t p;
+    cvr_held_budget_t *budget;
     cvr_held_t *held;
 } fixture_t;
+
+#define S_BUDGET    (256 * 1024)    //  bytes the tests' holders may pin
 
 static int
 s_fixture_setup (void **state)
@@ -76,7 +80,8 @@ s_fixture_setup (void **state)
     fixture_t *f = (fixture_t *) calloc (1, sizeof (fixture_t));
     assert_non_null (f);
     s_setup (&f->p);
-    f->held = cvr_held_new ();
+    f->budget = cvr_held_budget_new (S_BUDGET);
+    f->held = cvr_held_new (f->budget);
     *state = f;
     return 0;
 }
@@ -87,6 +92,9 @@ s_fixture_teardown (void **state)
     fixture_t *f = (fixture_t *) *state;
     cvr_held_destroy (&f->held);       //  a test may have destroyed it
     s_teardown (&f->p);
+    //  Every reply read or dropped with its socket: nothing is pinned.
+    assert_int_equal (cvr_held_budget_pinned (f->budget), 0);
+    cvr_held_budget_destroy (&f->budget);
     free (f);
     return 0;
 }
@@ -186,7 +194,7 @@ test_reply_to_a_gone_peer_is_dropped (void **state)
 }
 
 //  4 MB of replies in one buffer (grown many times), unread until the
-//  holder has sent the next, smaller batch.
+//  holder has sent the next, smaller batch. Past the budget: copied.
 static void
 test_big_burst (void **state)
 {
@@ -213,6 +221,37 @@ test_big_burst (void **state)
     free (body);
 }
 
+//  A peer that does not read: sent buffers stay pinned, up to the budget;
+//  past it replies are copied, and nothing is lost or changed either way.
+//  Once read, nothing is pinned.
+static void
+test_pinned_buffers_stay_within_the_budget (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    char body [1024];
+    size_t pinned_most = 0;
+    for (int batch = 0; batch < 100; batch++) {
+        for (int i = 0; i < 10; i++) {
+            snprintf (body, sizeof (body), "batch %d reply %d %0900d", batch, i, 0);
+            s_add (f->held, "A", body);
+        }
+        cvr_held_send (f->held, zsock_resolve (f->p.router));
+        size_t pinned = cvr_held_budget_pinned (f->budget);
+        assert_true (pinned <= S_BUDGET);
+        if (pinned > pinned_most)
+            pinned_most = pinned;
+    }
+    //  In place at first (something pinned), then copied: 100 batches of
+    //  10 KB would pin 1 MB.
+    assert_true (pinned_most > S_BUDGET / 2);
+    for (int batch = 0; batch < 100; batch++)
+        for (int i = 0; i < 10; i++) {
+            snprintf (body, sizeof (body), "batch %d reply %d %0900d", batch, i, 0);
+            s_expect (f->p.a, body);
+        }
+    assert_int_equal (cvr_held_budget_pinned (f->budget), 0);
+}
+
 int
 main (void)
 {
@@ -226,6 +265,8 @@ main (void)
                                          s_fixture_teardown),
         cmocka_unit_test_setup_teardown (test_big_burst, s_fixture_setup,
                                          s_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_pinned_buffers_stay_within_the_budget,
+                                         s_fixture_setup, s_fixture_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     zsys_shutdown ();
