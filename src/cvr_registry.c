@@ -281,12 +281,13 @@ cvr_registry_remove (cvr_registry_t *self, const char *service_id, bool expired,
     return CVR_OK;
 }
 
-void
+const cvr_service_t *
 cvr_registry_touch (cvr_registry_t *self, const char *service_id, int64_t now)
 {
     cvr_service_t *service = (cvr_service_t *) cvr_map_get (self->services, service_id);
     if (service)
         service->last_heartbeat_at = now;
+    return service;
 }
 
 const cvr_service_t *

@@ -38,7 +38,8 @@ cvr_err_t
                          bool expired, int64_t now, cvr_effects_t *effects);
 
 //  Soft state: stamps last_heartbeat_at only (no event, no revision).
-void
+//  Returns the service, or NULL when none has that id.
+const cvr_service_t *
     cvr_registry_touch (cvr_registry_t *self, const char *service_id, int64_t now);
 
 //  The record of a service (borrowed), or NULL.

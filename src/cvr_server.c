@@ -810,21 +810,22 @@ s_op_heartbeat (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
     if (s_get_name (self, req, "service_id", true, &service_id)
     ||  s_get_enum (self, req, "health", false, s_reported_healths, &health))
         return CVR_BAD_REQUEST;
-    const cvr_service_t *service;
-    cvr_err_t rc = s_find_service (self, service_id, &service);
-    if (rc)
-        return rc;
+    //  One lookup, which stamps the heartbeat: soft state, and its lease
+    //  deadline stays (cvr_leases_next re-reads last_heartbeat_at).
     int64_t now = zclock_time ();
+    const cvr_service_t *service = cvr_registry_touch (cvr_state_registry (self->state),
+                                                       service_id, now);
+    if (!service)
+        return s_find_service (self, service_id, &service);    //  NOT_FOUND
     if (service->health != (cvr_health_t) health) {
         //  A change of health is state; a plain keepalive is not.
         cvr_cmd_t cmd = { .type = CVR_CMD_HEARTBEAT, .now = now,
                           .service_id = service_id, .health = (cvr_health_t) health };
-        if ((rc = s_submit (self, &cmd)))
+        cvr_err_t rc = s_submit (self, &cmd);
+        if (rc)
             return rc;
         cvr_leases_renew (self->leases, service);
     }
-    else    //  its deadline stays: cvr_leases_next re-reads last_heartbeat_at
-        cvr_registry_touch (cvr_state_registry (self->state), service_id, now);
     cvr_groups_touch_service (cvr_state_groups (self->state), service_id, now);
     cvr_wr_kint (reply, "lease_ms", service->lease_ms);
     cvr_wr_kstr (reply, "health", cvr_health_name (service->health));

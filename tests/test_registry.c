@@ -481,10 +481,11 @@ test_heartbeat_health (void **state_)
         assert_int_equal (rec->health, walk [i]);
         assert_int_equal (rec->revision, 2 + i);
     }
-    //  Soft touch: stamps only.
-    cvr_registry_touch (cvr_state_registry (state), "s1", 9999);
-    cvr_registry_touch (cvr_state_registry (state), "nope", 9999);
+    //  Soft touch: stamps only, and gives the service (or NULL).
+    const cvr_service_t *touched = cvr_registry_touch (cvr_state_registry (state), "s1", 9999);
+    assert_null (cvr_registry_touch (cvr_state_registry (state), "nope", 9999));
     rec = cvr_registry_lookup (cvr_state_registry (state), "s1");
+    assert_ptr_equal (touched, rec);
     assert_int_equal (rec->last_heartbeat_at, 9999);
     assert_int_equal (rec->revision, 4);
     s_assert_no_events (effects);
