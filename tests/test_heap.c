@@ -4,7 +4,8 @@
     then carries the advice on the heap's mapping (the "hg" flag in
     /proc/self/smaps), whether or not this machine's transparent huge
     pages are on; a mark at the end advises nothing. Skipped under
-    AddressSanitizer, whose malloc is not glibc's. */
+    AddressSanitizer, whose malloc is not glibc's, and on a kernel built
+    without transparent huge pages. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -74,6 +75,8 @@ test_a_thread_grows_the_advised_heap (void **state)
 #if defined (__SANITIZE_ADDRESS__)
     skip ();                            //  AddressSanitizer's malloc: no arenas
 #endif
+    if (access ("/sys/kernel/mm/transparent_hugepage/enabled", F_OK))
+        skip ();                        //  a kernel without huge pages refuses the advice
     uintptr_t mark = cvr_heap_mark ();
     assert_false (cvr_heap_advise (&mark));             //  nothing grew
     void **blocks = (void **) calloc (S_BLOCKS, sizeof (void *));
