@@ -1353,8 +1353,12 @@ test_mass_expiry_in_slices (void **state)
         }
     }
     //  registered, health (unhealthy), expired for each, in seq order.
+    //  Which services' registered events came, and the first seq read, so
+    //  that a failure says which are missing and where the stream began.
     int registered = 0, unhealthy = 0, expired = 0;
-    uint64_t last_seq = 0;
+    uint64_t last_seq = 0, first_seq = 0;
+    bool *seen = (bool *) calloc ((size_t) count, sizeof (bool));
+    assert_non_null (seen);
     while (expired < count) {
         if (zsock_recv (sub, "sf", &topic, &body) != 0 || !topic)
             fail_msg ("%d of %d expired events by the deadline", expired, count);
@@ -1363,17 +1367,37 @@ test_mass_expiry_in_slices (void **state)
         uint64_t seq = (uint64_t) cvr_obj_get_int (cvr_msg_root (event), "seq", 0);
         if (last_seq)
             assert_int_equal (seq, last_seq + 1);
+        else
+            first_seq = seq;
         last_seq = seq;
         //  (the probe's own events may still be queued before them)
         bool mass = strncmp (topic, "service/mass/", 13) == 0;
-        registered += mass && strstr (topic, "/registered") != NULL;
+        if (mass && strstr (topic, "/registered")) {
+            registered++;
+            int index = -1;
+            const msgpack_object *service = cvr_obj_get (cvr_msg_root (event), "service");
+            char *id = service ? cvr_obj_get_strdup (service, "service_id") : NULL;
+            if (id && strncmp (id, "mass-", 5) == 0)
+                index = atoi (id + 5);
+            if (index >= 0 && index < count)
+                seen [index] = true;
+            free (id);
+        }
         unhealthy += mass && strstr (topic, "/health") != NULL;
         expired += mass && strstr (topic, "/expired") != NULL;
         cvr_msg_destroy (&event);
         zstr_free (&topic);
         zframe_destroy (&body);
     }
-    assert_int_equal (registered, count);
+    if (registered != count) {
+        int first_missing = 0;
+        while (first_missing < count && seen [first_missing])
+            first_missing++;
+        fail_msg ("%d of %d registered events (first missing mass-%05d; first seq "
+                  "read %" PRIu64 ", last %" PRIu64 ")", registered, count, first_missing,
+                  first_seq, last_seq);
+    }
+    free (seen);
     assert_int_equal (unhealthy, count);
     assert_int_equal (s_stat (self, "services"), 0);
     assert_int_equal (s_stat (self, "expired"), count);
