@@ -7,26 +7,18 @@
 #include <fcntl.h>
 
 #define S_NUMBERING_RING 1      //  the committed side numbers, keeps nothing
-#define S_PARCEL_FIRST  4096            //  bytes: the first parcel's buffer
-#define S_PARCEL_HINT_MAX (1 << 20)     //  bytes: a parcel's size carried on
+#define S_PARCEL_KEPT   (1u << 20)  //  bytes of parcel writer kept between parcels
 
 //  Events travel from the raft thread to the owner in parcels, one message
 //  each: per event a header {body size, seq} (host order), then topic and
 //  root with their NULs, then the body. One message per entry instead of
 //  four frames per event: the raft thread sends and signals once, and the
-//  owner frees once.
+//  owner frees once. Packed in a writer the raft thread keeps.
 typedef struct {
     uint32_t body_size;
     uint32_t topic_size;            //  with its NUL
     uint64_t seq;
 } s_event_header_t;
-
-typedef struct {
-    uint8_t *data;                  //  handed to the message when sent
-    size_t size;
-    size_t capacity;
-    size_t events;
-} s_parcel_t;
 
 struct _cvr_log_t {
     cvr_raft_t *raft;               //  the engine, owned
@@ -43,7 +35,8 @@ struct _cvr_log_t {
     cvr_dedup_t *dedup;             //  committed replies of recent writes
     zsock_t *events_out;            //  raft thread's end: numbered events
     zsock_t *events_in;             //  owner's end
-    s_parcel_t out;                 //  events being packed (raft thread)
+    cvr_wr_t *parcel;               //  events being packed (raft thread)
+    size_t parcel_events;           //  how many
     zmq_msg_t in;                   //  the parcel being read (owner)
     size_t in_read;                 //  bytes of it read so far
     uint64_t applied;               //  entries applied + snapshots restored
@@ -58,68 +51,41 @@ struct _cvr_log_t {
 //  --------------------------------------------------------------------------
 //  The state machine, on the raft thread
 
-static void
-s_parcel_free (void *data, void *hint)
-{
-    (void) hint;
-    free (data);
-}
-
-//  Sends the parcel, if it holds anything. The next one is allocated at
-//  this one's size (at most 1 MB), so that a steady load grows no buffer.
+//  Sends the parcel, if it holds anything, and empties it. A writer grown
+//  past S_PARCEL_KEPT by big events is given back, not kept for good.
 static void
 s_parcel_send (cvr_log_t *self)
 {
-    s_parcel_t *parcel = &self->out;
-    if (!parcel->events)
+    if (!self->parcel_events)
         return;
-    zmq_msg_t msg;
-    zmq_msg_init_data (&msg, parcel->data, parcel->size, s_parcel_free, NULL);
     //  Never blocks (no high-water mark): the owner reads them all.
-    int rc = zmq_msg_send (&msg, zsock_resolve (self->events_out), 0);
+    int rc = zmq_send (zsock_resolve (self->events_out), cvr_wr_data (self->parcel),
+                       cvr_wr_size (self->parcel), 0);
     assert (rc >= 0);
     (void) rc;
-    parcel->capacity = parcel->size < S_PARCEL_HINT_MAX ? parcel->size : S_PARCEL_HINT_MAX;
-    parcel->data = NULL;
-    parcel->size = 0;
-    parcel->events = 0;
+    if (cvr_wr_size (self->parcel) > S_PARCEL_KEPT) {
+        cvr_wr_destroy (&self->parcel);
+        self->parcel = cvr_wr_new ();
+    }
+    else
+        cvr_wr_reset (self->parcel);
+    self->parcel_events = 0;
 }
 
 static void
 s_parcel_add (cvr_log_t *self, const char *topic, const char *root, uint64_t seq,
               cvr_wr_t *body)
 {
-    s_parcel_t *parcel = &self->out;
     s_event_header_t header = {
         .body_size = (uint32_t) cvr_wr_size (body),
         .topic_size = (uint32_t) strlen (topic) + 1,
         .seq = seq
     };
-    size_t root_size = strlen (root) + 1;
-    size_t need = sizeof (header) + header.topic_size + root_size + header.body_size;
-    if (!parcel->data || parcel->size + need > parcel->capacity) {
-        size_t capacity = parcel->data ? 2 * parcel->capacity : parcel->capacity;
-        if (capacity < S_PARCEL_FIRST)
-            capacity = S_PARCEL_FIRST;
-        while (capacity < parcel->size + need)
-            capacity *= 2;
-        parcel->data = (uint8_t *) realloc (parcel->data, capacity);
-        if (!parcel->data) {
-            zsys_error ("conveyord: out of memory packing events");
-            abort ();
-        }
-        parcel->capacity = capacity;
-    }
-    uint8_t *at = parcel->data + parcel->size;
-    memcpy (at, &header, sizeof (header));
-    at += sizeof (header);
-    memcpy (at, topic, header.topic_size);
-    at += header.topic_size;
-    memcpy (at, root, root_size);
-    at += root_size;
-    memcpy (at, cvr_wr_data (body), header.body_size);
-    parcel->size += need;
-    if (++parcel->events == CVR_LOG_PARCEL_EVENTS)
+    cvr_wr_raw (self->parcel, &header, sizeof (header));
+    cvr_wr_raw (self->parcel, topic, header.topic_size);
+    cvr_wr_raw (self->parcel, root, strlen (root) + 1);
+    cvr_wr_raw (self->parcel, cvr_wr_data (body), header.body_size);
+    if (++self->parcel_events == CVR_LOG_PARCEL_EVENTS)
         s_parcel_send (self);
 }
 
@@ -356,6 +322,7 @@ cvr_log_new (const cvr_log_config_t *config)
     static int s_pairs = 0;
     char endpoint [64];
     snprintf (endpoint, sizeof (endpoint), "inproc://cvr-log-%d-%p", ++s_pairs, (void *) self);
+    self->parcel = cvr_wr_new ();
     zmq_msg_init (&self->in);
     self->events_in = zsock_new (ZMQ_PAIR);
     self->events_out = zsock_new (ZMQ_PAIR);
@@ -397,7 +364,7 @@ cvr_log_destroy (cvr_log_t **self_p)
     zsock_destroy (&self->events_out);
     zsock_destroy (&self->events_in);
     zmq_msg_close (&self->in);
-    free (self->out.data);
+    cvr_wr_destroy (&self->parcel);
     cvr_wr_destroy (&self->batch);
     cvr_wr_destroy (&self->replies);
     cvr_dedup_destroy (&self->dedup);
