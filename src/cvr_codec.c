@@ -5,9 +5,10 @@
 
 struct _cvr_codec_cmd_t {
     cvr_cmd_t cmd;              //  points into what follows
-    zlistx_t *owned;            //  strings and arrays, freed with self
-    cvr_service_t *service;     //  CVR_CMD_REGISTER, owned
+    cvr_service_t service;      //  CVR_CMD_REGISTER; its strings in owned
     cvr_join_t join;            //  CVR_CMD_JOIN
+    msgpack_zone owned;         //  the strings and arrays of the command
+                                //  last read, cleared by the next read
 };
 
 //  --------------------------------------------------------------------------
@@ -249,53 +250,44 @@ cvr_codec_write_state (cvr_wr_t *w, cvr_state_t *state)
 }
 
 //  --------------------------------------------------------------------------
-//  Reading. Each reader returns 0, or -1 when the input is malformed; what
-//  it allocates on the way goes into `owned`, which the caller frees on
-//  both paths.
-
-static void
-s_free (void **item)
-{
-    free (*item);
-    *item = NULL;
-}
-
-static zlistx_t *
-s_owned_new (void)
-{
-    zlistx_t *owned = zlistx_new ();
-    zlistx_set_destructor (owned, s_free);
-    return owned;
-}
+//  Reading. Each reader returns 0, or -1 when the input is malformed; the
+//  strings and arrays it decodes go into `owned`, a zone the caller clears
+//  or destroys on both paths (one allocation per chunk, none per string:
+//  the raft thread reads every command of the log this way).
 
 static void *
-s_keep (zlistx_t *owned, void *block)
+s_keep (msgpack_zone *owned, size_t size)
 {
-    zlistx_add_end (owned, block);
+    void *block = msgpack_zone_malloc (owned, size);
+    assert (block);
     return block;
 }
 
-//  A string value (no NUL inside).
+//  A string value (no NUL inside), copied with its terminator.
 static int
-s_str (zlistx_t *owned, const msgpack_object *o, const char **out)
+s_str (msgpack_zone *owned, const msgpack_object *o, const char **out)
 {
-    char *s = cvr_obj_strdup (o);
-    if (!s)
+    if (!o || o->type != MSGPACK_OBJECT_STR
+    ||  memchr (o->via.str.ptr, 0, o->via.str.size))
         return -1;
-    *out = (const char *) s_keep (owned, s);
+    char *s = (char *) msgpack_zone_malloc_no_align (owned, o->via.str.size + 1);
+    assert (s);
+    memcpy (s, o->via.str.ptr, o->via.str.size);
+    s [o->via.str.size] = 0;
+    *out = s;
     return 0;
 }
 
 //  A field that must be a string.
 static int
-s_get_str (zlistx_t *owned, const msgpack_object *map, const char *key, const char **out)
+s_get_str (msgpack_zone *owned, const msgpack_object *map, const char *key, const char **out)
 {
     return s_str (owned, cvr_obj_get (map, key), out);
 }
 
 //  A field that may be absent or nil (NULL), else a string.
 static int
-s_get_opt (zlistx_t *owned, const msgpack_object *map, const char *key, const char **out)
+s_get_opt (msgpack_zone *owned, const msgpack_object *map, const char *key, const char **out)
 {
     const msgpack_object *o = cvr_obj_get (map, key);
     *out = NULL;
@@ -348,14 +340,13 @@ s_is_tuple (const msgpack_object *o, uint32_t size)
 
 //  An array of strings.
 static int
-s_get_strs (zlistx_t *owned, const msgpack_object *map, const char *key,
+s_get_strs (msgpack_zone *owned, const msgpack_object *map, const char *key,
             const char ***out, size_t *count)
 {
     const msgpack_object *items;
     if (s_get_array (map, key, &items, count))
         return -1;
-    const char **strs = (const char **) s_keep (owned, malloc ((*count + 1) * sizeof (char *)));
-    assert (strs);
+    const char **strs = (const char **) s_keep (owned, (*count + 1) * sizeof (char *));
     for (size_t i = 0; i < *count; i++)
         if (s_str (owned, &items [i], &strs [i]))
             return -1;
@@ -363,70 +354,52 @@ s_get_strs (zlistx_t *owned, const msgpack_object *map, const char *key,
     return 0;
 }
 
-//  A string field copied straight into *out (which then owns it); absent
-//  is NULL when optional, else an error, as is anything but a string.
+//  A service record into *self, its strings and labels in owned. Each
+//  string is copied once, into the zone (this runs for every registration
+//  in the log); the registry then copies the record into one block.
 static int
-s_take_str (const msgpack_object *map, const char *key, bool optional, char **out)
+s_read_service (msgpack_zone *owned, const msgpack_object *o, cvr_service_t *self)
 {
-    const msgpack_object *o = cvr_obj_get (map, key);
-    if (!o)
-        return optional ? 0 : -1;
-    *out = cvr_obj_strdup (o);
-    return *out ? 0 : -1;
-}
-
-//  A service record (caller destroys), or NULL. Each string is copied once,
-//  into the record (this runs for every registration in the log).
-static cvr_service_t *
-s_read_service (const msgpack_object *o)
-{
-    if (!cvr_obj_is_str_map (o))
-        return NULL;
-    cvr_service_t *self = (cvr_service_t *) zmalloc (sizeof (cvr_service_t));
+    *self = (cvr_service_t) { 0 };
     const msgpack_object *labels;
     size_t count = 0;
-    int rc = s_take_str (o, "id", false, &self->service_id)
-          || s_take_str (o, "nm", false, &self->service_name)
-          || s_take_str (o, "ty", true, &self->service_type)
-          || s_take_str (o, "ep", true, &self->endpoint)
-          || s_take_str (o, "g", true, &self->group_id)
-          || s_get_health (o, "h", &self->health)
-          || s_get_int (o, "w", &self->weight)
-          || s_get_int (o, "ra", &self->registered_at)
-          || s_get_int (o, "lh", &self->last_heartbeat_at)
-          || s_get_int (o, "lm", &self->lease_ms)
-          || s_get_int (o, "r", &self->revision)
-          || s_get_array (o, "l", &labels, &count) ? -1 : 0;
-    if (rc == 0 && count)
-        self->labels = (cvr_label_t *) zmalloc (count * sizeof (cvr_label_t));
-    for (size_t i = 0; rc == 0 && i < count; i++) {
+    if (!cvr_obj_is_str_map (o)
+    ||  s_get_str (owned, o, "id", (const char **) &self->service_id)
+    ||  s_get_str (owned, o, "nm", (const char **) &self->service_name)
+    ||  s_get_opt (owned, o, "ty", (const char **) &self->service_type)
+    ||  s_get_opt (owned, o, "ep", (const char **) &self->endpoint)
+    ||  s_get_opt (owned, o, "g", (const char **) &self->group_id)
+    ||  s_get_health (o, "h", &self->health)
+    ||  s_get_int (o, "w", &self->weight)
+    ||  s_get_int (o, "ra", &self->registered_at)
+    ||  s_get_int (o, "lh", &self->last_heartbeat_at)
+    ||  s_get_int (o, "lm", &self->lease_ms)
+    ||  s_get_int (o, "r", &self->revision)
+    ||  s_get_array (o, "l", &labels, &count))
+        return -1;
+    if (count)
+        self->labels = (cvr_label_t *) s_keep (owned, count * sizeof (cvr_label_t));
+    for (size_t i = 0; i < count; i++) {
         cvr_label_t *label = &self->labels [i];
         if (!s_is_tuple (&labels [i], 2)
-        ||  !(label->key = cvr_obj_strdup (&labels [i].via.array.ptr [0]))
-        ||  !(label->value = cvr_obj_strdup (&labels [i].via.array.ptr [1]))) {
-            free (label->key);
-            label->key = NULL;
-            rc = -1;
-        }
-        else
-            self->labels_count++;
+        ||  s_str (owned, &labels [i].via.array.ptr [0], (const char **) &label->key)
+        ||  s_str (owned, &labels [i].via.array.ptr [1], (const char **) &label->value))
+            return -1;
+        self->labels_count++;
     }
-    if (rc)
-        cvr_service_destroy (&self);
-    return self;
+    return 0;
 }
 
 //  [[topic, partition, offset], ...]
 static int
-s_get_offsets (zlistx_t *owned, const msgpack_object *map, const char *key,
+s_get_offsets (msgpack_zone *owned, const msgpack_object *map, const char *key,
                cvr_offset_t **out, size_t *count)
 {
     const msgpack_object *items;
     if (s_get_array (map, key, &items, count))
         return -1;
     cvr_offset_t *offsets = (cvr_offset_t *) s_keep (
-        owned, malloc ((*count + 1) * sizeof (cvr_offset_t)));
-    assert (offsets);
+        owned, (*count + 1) * sizeof (cvr_offset_t));
     for (size_t i = 0; i < *count; i++) {
         const msgpack_object *item = &items [i];
         if (!s_is_tuple (item, 3)
@@ -443,16 +416,18 @@ static int
 s_read_join (cvr_codec_cmd_t *self, const msgpack_object *o)
 {
     cvr_join_t *join = &self->join;
+    msgpack_zone *owned = &self->owned;
     const char **topics;
+    *join = (cvr_join_t) { 0 };
     if (!cvr_obj_is_str_map (o)
-    ||  s_get_str (self->owned, o, "g", &join->group_id)
-    ||  s_get_str (self->owned, o, "m", &join->member_id)
-    ||  s_get_opt (self->owned, o, "i", &join->instance_id)
-    ||  s_get_opt (self->owned, o, "s", &join->service_id)
-    ||  s_get_opt (self->owned, o, "sn", &join->service_name)
-    ||  s_get_opt (self->owned, o, "a", &join->assignor)
+    ||  s_get_str (owned, o, "g", &join->group_id)
+    ||  s_get_str (owned, o, "m", &join->member_id)
+    ||  s_get_opt (owned, o, "i", &join->instance_id)
+    ||  s_get_opt (owned, o, "s", &join->service_id)
+    ||  s_get_opt (owned, o, "sn", &join->service_name)
+    ||  s_get_opt (owned, o, "a", &join->assignor)
     ||  s_get_int (o, "st", &join->session_timeout_ms)
-    ||  s_get_strs (self->owned, o, "tp", &topics, &join->topics_count)
+    ||  s_get_strs (owned, o, "tp", &topics, &join->topics_count)
     ||  join->topics_count == 0)
         return -1;
     join->topics = topics;
@@ -464,7 +439,8 @@ static int
 s_read_cmd (cvr_codec_cmd_t *self, const msgpack_object *o)
 {
     cvr_cmd_t *cmd = &self->cmd;
-    zlistx_t *owned = self->owned;
+    msgpack_zone *owned = &self->owned;
+    *cmd = (cvr_cmd_t) { 0 };
     uint64_t type;
     if (!cvr_obj_is_str_map (o)
     ||  s_get_uint (o, "t", &type)
@@ -474,9 +450,8 @@ s_read_cmd (cvr_codec_cmd_t *self, const msgpack_object *o)
     cmd->type = (cvr_cmd_type_t) type;
     switch (cmd->type) {
         case CVR_CMD_REGISTER:
-            self->service = s_read_service (cvr_obj_get (o, "sv"));
-            cmd->service = self->service;
-            return self->service ? 0 : -1;
+            cmd->service = &self->service;
+            return s_read_service (owned, cvr_obj_get (o, "sv"), &self->service);
         case CVR_CMD_HEARTBEAT:
             return s_get_str (owned, o, "s", &cmd->service_id)
                 || s_get_health (o, "h", &cmd->health) ? -1 : 0;
@@ -512,12 +487,42 @@ s_read_cmd (cvr_codec_cmd_t *self, const msgpack_object *o)
     return -1;
 }
 
+//  A command's strings are short: one chunk holds most.
+#define S_CMD_ZONE_CHUNK 2048
+
+cvr_codec_cmd_t *
+cvr_codec_cmd_new (void)
+{
+    cvr_codec_cmd_t *self = (cvr_codec_cmd_t *) zmalloc (sizeof (cvr_codec_cmd_t));
+    bool ok = msgpack_zone_init (&self->owned, S_CMD_ZONE_CHUNK);
+    assert (ok);
+    (void) ok;
+    return self;
+}
+
+void
+cvr_codec_cmd_destroy (cvr_codec_cmd_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_codec_cmd_t *self = *self_p;
+    msgpack_zone_destroy (&self->owned);
+    free (self);
+    *self_p = NULL;
+}
+
+const cvr_cmd_t *
+cvr_codec_cmd_read (cvr_codec_cmd_t *self, const msgpack_object *o)
+{
+    msgpack_zone_clear (&self->owned);
+    return o && s_read_cmd (self, o) == 0 ? &self->cmd : NULL;
+}
+
 cvr_codec_cmd_t *
 cvr_codec_read_cmd (const msgpack_object *o)
 {
-    cvr_codec_cmd_t *self = (cvr_codec_cmd_t *) zmalloc (sizeof (cvr_codec_cmd_t));
-    self->owned = s_owned_new ();
-    if (!o || s_read_cmd (self, o))
+    cvr_codec_cmd_t *self = cvr_codec_cmd_new ();
+    if (!cvr_codec_cmd_read (self, o))
         cvr_codec_cmd_destroy (&self);
     return self;
 }
@@ -528,23 +533,11 @@ cvr_codec_cmd (cvr_codec_cmd_t *self)
     return &self->cmd;
 }
 
-void
-cvr_codec_cmd_destroy (cvr_codec_cmd_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    cvr_codec_cmd_t *self = *self_p;
-    zlistx_destroy (&self->owned);
-    cvr_service_destroy (&self->service);
-    free (self);
-    *self_p = NULL;
-}
-
 //  --------------------------------------------------------------------------
 //  Snapshots
 
 static int
-s_read_services (cvr_registry_t *registry, const msgpack_object *root)
+s_read_services (cvr_registry_t *registry, msgpack_zone *owned, const msgpack_object *root)
 {
     const msgpack_object *items;
     size_t count;
@@ -553,9 +546,11 @@ s_read_services (cvr_registry_t *registry, const msgpack_object *root)
     ||  s_get_uint (root, "ex", &expired))
         return -1;
     for (size_t i = 0; i < count; i++) {
-        cvr_service_t *service = s_read_service (&items [i]);
-        cvr_err_t rc = service ? cvr_registry_restore (registry, service) : CVR_BAD_REQUEST;
-        cvr_service_destroy (&service);
+        cvr_service_t service;
+        int rc = s_read_service (owned, &items [i], &service) ? -1
+               : cvr_registry_restore (registry, &service) ? -1 : 0;
+        //  One service's strings at a time, not the whole snapshot's.
+        msgpack_zone_clear (owned);
         if (rc)
             return -1;
     }
@@ -564,7 +559,7 @@ s_read_services (cvr_registry_t *registry, const msgpack_object *root)
 }
 
 static int
-s_read_topics (cvr_groups_t *groups, zlistx_t *owned, const msgpack_object *root)
+s_read_topics (cvr_groups_t *groups, msgpack_zone *owned, const msgpack_object *root)
 {
     const msgpack_object *items;
     size_t count;
@@ -584,7 +579,7 @@ s_read_topics (cvr_groups_t *groups, zlistx_t *owned, const msgpack_object *root
 }
 
 static int
-s_read_member (cvr_groups_t *groups, zlistx_t *owned, const char *group_id,
+s_read_member (cvr_groups_t *groups, msgpack_zone *owned, const char *group_id,
                const msgpack_object *o)
 {
     cvr_member_record_t member = { 0 };
@@ -603,8 +598,7 @@ s_read_member (cvr_groups_t *groups, zlistx_t *owned, const char *group_id,
         return -1;
     member.topics = topics;
     cvr_owned_t *assignment = (cvr_owned_t *) s_keep (
-        owned, malloc ((member.assignment_count + 1) * sizeof (cvr_owned_t)));
-    assert (assignment);
+        owned, (member.assignment_count + 1) * sizeof (cvr_owned_t));
     for (size_t i = 0; i < member.assignment_count; i++) {
         uint64_t partition;
         if (!s_is_tuple (&items [i], 2)
@@ -619,7 +613,7 @@ s_read_member (cvr_groups_t *groups, zlistx_t *owned, const char *group_id,
 }
 
 static int
-s_read_group (cvr_groups_t *groups, zlistx_t *owned, const msgpack_object *o)
+s_read_group (cvr_groups_t *groups, msgpack_zone *owned, const msgpack_object *o)
 {
     const char *group_id, *assignor;
     int64_t generation;
@@ -651,7 +645,7 @@ s_read_group (cvr_groups_t *groups, zlistx_t *owned, const msgpack_object *o)
 }
 
 static int
-s_read_groups (cvr_groups_t *groups, zlistx_t *owned, const msgpack_object *root)
+s_read_groups (cvr_groups_t *groups, msgpack_zone *owned, const msgpack_object *root)
 {
     const msgpack_object *items;
     size_t count;
@@ -663,7 +657,7 @@ s_read_groups (cvr_groups_t *groups, zlistx_t *owned, const msgpack_object *root
     for (size_t i = 0; i < count; i++) {
         int rc = s_read_group (groups, owned, &items [i]);
         //  One group's strings at a time, not the whole snapshot's.
-        zlistx_purge (owned);
+        msgpack_zone_clear (owned);
         if (rc)
             return -1;
     }
@@ -690,14 +684,17 @@ cvr_codec_read_state (const void *data, size_t size, const cvr_state_limits_t *l
     const msgpack_object *root = cvr_msg_root (msg);
     uint64_t version;
     cvr_state_t *state = cvr_state_new (limits);
-    zlistx_t *owned = s_owned_new ();
+    msgpack_zone owned;
+    bool ok = msgpack_zone_init (&owned, MSGPACK_ZONE_CHUNK_SIZE);
+    assert (ok);
+    (void) ok;
     if (!cvr_obj_is_str_map (root)
     ||  s_get_uint (root, "v", &version) || version != S_SNAPSHOT_VERSION
-    ||  s_read_services (cvr_state_registry (state), root)
-    ||  s_read_topics (cvr_state_groups (state), owned, root)
-    ||  s_read_groups (cvr_state_groups (state), owned, root))
+    ||  s_read_services (cvr_state_registry (state), &owned, root)
+    ||  s_read_topics (cvr_state_groups (state), &owned, root)
+    ||  s_read_groups (cvr_state_groups (state), &owned, root))
         cvr_state_destroy (&state);
-    zlistx_destroy (&owned);
+    msgpack_zone_destroy (&owned);
     cvr_msg_destroy (&msg);
     return state;
 }

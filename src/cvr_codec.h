@@ -71,20 +71,29 @@
 void
     cvr_codec_write_cmd (cvr_wr_t *w, const cvr_cmd_t *cmd);
 
-//  A decoded command and the storage it points into.
+//  A decoder of commands: the command last read and the storage it points
+//  into, reused by the next read (no allocation per command once its zone
+//  has grown to the biggest command seen).
 typedef struct _cvr_codec_cmd_t cvr_codec_cmd_t;
 
-//  Decodes a command; NULL if o is not a well-formed, well-typed one.
-//  Caller destroys.
+cvr_codec_cmd_t *
+    cvr_codec_cmd_new (void);
+void
+    cvr_codec_cmd_destroy (cvr_codec_cmd_t **self_p);
+
+//  Decodes o in place of the command read before, which is gone. Returns
+//  the command (borrowed from self until the next read), or NULL if o is
+//  not a well-formed, well-typed command.
+const cvr_cmd_t *
+    cvr_codec_cmd_read (cvr_codec_cmd_t *self, const msgpack_object *o);
+
+//  A decoder holding o decoded, or NULL as above. Caller destroys.
 cvr_codec_cmd_t *
     cvr_codec_read_cmd (const msgpack_object *o);
 
-//  The command, for cvr_state_apply. Borrowed from self.
+//  The command last read, for cvr_state_apply. Borrowed from self.
 const cvr_cmd_t *
     cvr_codec_cmd (cvr_codec_cmd_t *self);
-
-void
-    cvr_codec_cmd_destroy (cvr_codec_cmd_t **self_p);
 
 //  Appends the whole state as one canonical msgpack value.
 void

@@ -31,6 +31,7 @@ struct _cvr_log_t {
     cvr_history_t *numbering;       //  event numbering of the committed state
     cvr_effects_t *effects;         //  scratch for the committed side
     cvr_reader_t *reader;           //  decodes entries, reused (raft thread)
+    cvr_codec_cmd_t *decoder;       //  decodes their commands, reused (idem)
     zhashx_t *nodes;                //  "id" -> "req\nev" announced endpoints
     cvr_dedup_t *dedup;             //  committed replies of recent writes
     zsock_t *events_out;            //  raft thread's end: numbered events
@@ -125,10 +126,10 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
     int failed = 0;
     pthread_mutex_lock (&self->mutex);
     for (uint32_t i = 0; i < commands->via.array.size; i++) {
-        cvr_codec_cmd_t *cmd = cvr_codec_read_cmd (&commands->via.array.ptr [i]);
+        const cvr_cmd_t *cmd = cvr_codec_cmd_read (self->decoder, &commands->via.array.ptr [i]);
         //  The server applied each with CVR_OK before logging it; the same
         //  commands in the same order give the same results here.
-        if (!cmd || cvr_state_apply (self->committed, cvr_codec_cmd (cmd), self->effects))
+        if (!cmd || cvr_state_apply (self->committed, cmd, self->effects))
             failed++;
         for (size_t e = 0; e < cvr_effects_size (self->effects); e++) {
             const char *topic = cvr_effects_topic (self->effects, e);
@@ -138,7 +139,6 @@ s_apply (void *arg, const void *data, size_t size, uint64_t index)
             s_parcel_add (self, topic, root, seq, body);
         }
         cvr_effects_clear (self->effects);
-        cvr_codec_cmd_destroy (&cmd);
     }
     s_parcel_send (self);
     const msgpack_object *replies = cvr_obj_get (entry, "d");
@@ -311,6 +311,7 @@ cvr_log_new (const cvr_log_config_t *config)
     self->numbering = cvr_history_new (S_NUMBERING_RING);
     self->effects = cvr_effects_new ();
     self->reader = cvr_reader_new ();
+    self->decoder = cvr_codec_cmd_new ();
     self->nodes = zhashx_new ();
     zhashx_set_duplicator (self->nodes, (zhashx_duplicator_fn *) strdup);
     zhashx_set_destructor (self->nodes, (zhashx_destructor_fn *) zstr_free);
@@ -360,6 +361,7 @@ cvr_log_destroy (cvr_log_t **self_p)
     cvr_history_destroy (&self->numbering);
     cvr_effects_destroy (&self->effects);
     cvr_reader_destroy (&self->reader);
+    cvr_codec_cmd_destroy (&self->decoder);
     zhashx_destroy (&self->nodes);
     zsock_destroy (&self->events_out);
     zsock_destroy (&self->events_in);

@@ -1107,6 +1107,75 @@ test_malformed_commands (void **unused)
         cvr_wr_destroy (&cmds [i]);
 }
 
+//  One decoder reads a stream of commands, as the raft thread does: each
+//  read replaces the last (its zone is cleared, not freed), a command
+//  outlives the bytes it was read from, a refused one leaves the decoder
+//  fit for the next, and one too big for the zone's first chunk reads too.
+static void
+test_one_decoder_reads_a_stream (void **unused)
+{
+    cvr_wr_t *cmds [17];
+    size_t count;
+    s_each_command (cmds, &count);
+    //  A registration bigger than a chunk: 40 labels of 100 bytes each.
+    char *labels_key [40], *labels_value [40];
+    cvr_label_t labels [40];
+    for (int i = 0; i < 40; i++) {
+        labels_key [i] = zsys_sprintf ("key-%02d-%090d", i, 0);
+        labels_value [i] = zsys_sprintf ("value-%02d-%088d", i, i);
+        labels [i] = (cvr_label_t) { labels_key [i], labels_value [i] };
+    }
+    cvr_service_t big = { .service_id = "big", .service_name = "big-name",
+                          .service_type = "sink", .endpoint = "tcp://h:1",
+                          .labels = labels, .labels_count = 40, .lease_ms = 5 };
+    cvr_cmd_t big_cmd = { .type = CVR_CMD_REGISTER, .now = 7, .service = &big };
+    cmds [count] = cvr_wr_new ();
+    cvr_codec_write_cmd (cmds [count], &big_cmd);
+    count++;
+    cvr_codec_cmd_t *decoder = cvr_codec_cmd_new ();
+    unsigned seed = 7;
+    for (int round = 0; round < 50; round++)
+        for (size_t i = 0; i < count; i++) {
+            size_t at = (i * 7 + (size_t) round) % count;
+            size_t size = cvr_wr_size (cmds [at]);
+            uint8_t *bytes = (uint8_t *) malloc (size);
+            memcpy (bytes, cvr_wr_data (cmds [at]), size);
+            bool mutated = round % 2 == 1;
+            if (mutated)
+                bytes [(size_t) rand_r (&seed) % size] = (uint8_t) rand_r (&seed);
+            cvr_msg_t *msg = cvr_msg_decode (bytes, size);
+            const cvr_cmd_t *cmd = msg ? cvr_codec_cmd_read (decoder, cvr_msg_root (msg)) : NULL;
+            cvr_codec_cmd_t *fresh = msg ? cvr_codec_read_cmd (cvr_msg_root (msg)) : NULL;
+            //  The same verdict as a decoder of its own.
+            assert_true ((cmd == NULL) == (fresh == NULL));
+            if (!mutated)
+                assert_non_null (cmd);
+            //  The bytes read are gone before the command is used.
+            cvr_msg_destroy (&msg);
+            memset (bytes, 0xA5, size);
+            free (bytes);
+            if (cmd) {
+                cvr_wr_t *mine = cvr_wr_new (), *theirs = cvr_wr_new ();
+                cvr_codec_write_cmd (mine, cmd);
+                cvr_codec_write_cmd (theirs, cvr_codec_cmd (fresh));
+                s_assert_same_bytes (mine, theirs);
+                if (!mutated)
+                    s_assert_same_bytes (cmds [at], mine);
+                cvr_wr_destroy (&mine);
+                cvr_wr_destroy (&theirs);
+            }
+            cvr_codec_cmd_destroy (&fresh);
+        }
+    cvr_codec_cmd_destroy (&decoder);
+    assert_null (decoder);
+    for (size_t i = 0; i < count; i++)
+        cvr_wr_destroy (&cmds [i]);
+    for (int i = 0; i < 40; i++) {
+        zstr_free (&labels_key [i]);
+        zstr_free (&labels_value [i]);
+    }
+}
+
 int
 main (void)
 {
@@ -1116,6 +1185,7 @@ main (void)
         cmocka_unit_test (test_snapshot_keeps_session_deadlines),
         cmocka_unit_test (test_malformed_snapshots),
         cmocka_unit_test (test_malformed_commands),
+        cmocka_unit_test (test_one_decoder_reads_a_stream),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
