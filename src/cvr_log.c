@@ -23,7 +23,8 @@ typedef struct {
 struct _cvr_log_t {
     cvr_raft_t *raft;               //  the engine, owned
     int lock_fd;                    //  DIR/conveyord.lock, held (flock)
-    cvr_state_limits_t limits;
+    cvr_state_limits_t limits;      //  of a copy for the server
+    cvr_state_limits_t committed_limits;    //  the same, unindexed
     //  The committed side, touched by the raft thread (apply, snapshot,
     //  restore) and by cvr_log_copy, under the mutex.
     pthread_mutex_t mutex;
@@ -247,7 +248,7 @@ s_restore (void *arg, const void *data, size_t size)
     }
     cvr_msg_t *numbering = cvr_msg_decode (bytes + 8, (size_t) first);
     cvr_state_t *state = cvr_codec_read_state (bytes + 8 + first, size - 8 - (size_t) first,
-                                               &self->limits);
+                                               &self->committed_limits);
     int rc = numbering && state ? 0 : -1;
     pthread_mutex_lock (&self->mutex);
     if (rc == 0)
@@ -286,6 +287,10 @@ cvr_log_new (const cvr_log_config_t *config)
 {
     cvr_log_t *self = (cvr_log_t *) zmalloc (sizeof (cvr_log_t));
     self->limits = config->limits;
+    //  The committed state only applies and is snapshotted (and counted
+    //  for a follower's stats): no query indexes. A copy gets them back.
+    self->committed_limits = config->limits;
+    self->committed_limits.unindexed = true;
     //  One daemon per directory: a second one would interleave its writes
     //  with the first's and corrupt the log. The lock goes with the process.
     self->lock_fd = -1;
@@ -307,7 +312,7 @@ cvr_log_new (const cvr_log_config_t *config)
     }
     zstr_free (&path);
     pthread_mutex_init (&self->mutex, NULL);
-    self->committed = cvr_state_new (&self->limits);
+    self->committed = cvr_state_new (&self->committed_limits);
     self->numbering = cvr_history_new (S_NUMBERING_RING);
     self->effects = cvr_effects_new ();
     self->reader = cvr_reader_new ();

@@ -10,13 +10,14 @@ struct _cvr_registry_t {
     cvr_links_t *by_group;      //  group_id -> services, borrowed
     cvr_links_t *by_label;      //  label pair key -> services, borrowed
     size_t max_services;        //  limit on services at once
+    bool indexed;               //  by_name, by_group and by_label kept
     uint64_t expired;           //  services removed by the clock
 };
 
 //  A service record is one block: the struct, its strings (the id first),
-//  then its labels and its index links. A lookup compares the id right
-//  after the fields a heartbeat then reads and touches, and a registration
-//  allocates once.
+//  then its labels and its index links (none in an unindexed registry).
+//  A lookup compares the id right after the fields a heartbeat then reads
+//  and touches, and a registration allocates once.
 typedef struct {
     cvr_service_t service;      //  first: the services map holds these
     cvr_link_t *links;          //  S_LINK_NAME, S_LINK_GROUP, then one per label
@@ -41,7 +42,7 @@ s_put_str (char **cursor, const char *str)
 }
 
 static cvr_service_t *
-s_record_new (const cvr_service_t *spec)
+s_record_new (const cvr_service_t *spec, bool linked)
 {
     const char *strs [] = { spec->service_id, spec->service_name, spec->service_type,
                             spec->endpoint, spec->group_id };
@@ -54,11 +55,12 @@ s_record_new (const cvr_service_t *spec)
                  ? _Alignof (cvr_label_t) : _Alignof (cvr_link_t);
     size_t labels_at = (sizeof (s_record_t) + strings + align - 1) & ~(align - 1);
     size_t links_at = labels_at + spec->labels_count * sizeof (cvr_label_t);
-    size_t links_size = (S_LINK_LABELS + spec->labels_count) * sizeof (cvr_link_t);
+    size_t links_size = linked ? (S_LINK_LABELS + spec->labels_count) * sizeof (cvr_link_t) : 0;
     s_record_t *block = (s_record_t *) malloc (links_at + links_size);
     assert (block);
-    block->links = (cvr_link_t *) ((char *) block + links_at);
-    memset (block->links, 0, links_size);
+    block->links = linked ? (cvr_link_t *) ((char *) block + links_at) : NULL;
+    if (linked)
+        memset (block->links, 0, links_size);
     cvr_service_t *record = &block->service;
     *record = *spec;
     record->labels = spec->labels_count ? (cvr_label_t *) ((char *) block + labels_at) : NULL;
@@ -84,7 +86,7 @@ s_record_destroy (cvr_service_t **record_p)
 }
 
 cvr_registry_t *
-cvr_registry_new (size_t max_services)
+cvr_registry_new (size_t max_services, bool indexed)
 {
     cvr_registry_t *self = (cvr_registry_t *) zmalloc (sizeof (cvr_registry_t));
     self->services = cvr_map_new ();
@@ -92,6 +94,7 @@ cvr_registry_new (size_t max_services)
     self->by_group = cvr_links_new ();
     self->by_label = cvr_links_new ();
     self->max_services = max_services;
+    self->indexed = indexed;
     return self;
 }
 
@@ -147,6 +150,8 @@ s_label_key_free (char *key, char *buffer)
 static void
 s_index (cvr_registry_t *self, cvr_service_t *service, bool add)
 {
+    if (!self->indexed)
+        return;
     cvr_link_t *links = ((s_record_t *) service)->links;
     if (!add) {
         cvr_links_remove (self->by_name, &links [S_LINK_NAME]);
@@ -219,7 +224,7 @@ cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
     if (!old && cvr_map_size (self->services) >= self->max_services)
         return CVR_LIMIT_EXCEEDED;
 
-    cvr_service_t *service = s_record_new (spec);
+    cvr_service_t *service = s_record_new (spec, self->indexed);
     if (service->labels_count)
         qsort (service->labels, service->labels_count, sizeof (cvr_label_t), s_cmp_label);
     service->health = CVR_HEALTH_HEALTHY;
@@ -343,6 +348,8 @@ s_candidates (cvr_registry_t *self, const cvr_service_filter_t *filter,
 {
     void *const *sets [2 + 64];
     size_t counts [2 + 64], nsets = 0;
+    if (!self->indexed)
+        return false;
     if (filter->service_name) {
         sets [nsets] = cvr_links_items (self->by_name, filter->service_name, &counts [nsets]);
         nsets++;
@@ -439,7 +446,7 @@ cvr_registry_restore (cvr_registry_t *self, const cvr_service_t *service)
     }
     if (cvr_map_get (self->services, service->service_id))
         return CVR_CONFLICT;
-    cvr_service_t *copy = s_record_new (service);
+    cvr_service_t *copy = s_record_new (service, self->indexed);
     cvr_map_put (self->services, copy->service_id, copy);
     s_index (self, copy, true);
     return CVR_OK;

@@ -13,8 +13,12 @@
 
 typedef struct _cvr_registry_t cvr_registry_t;
 
+//  indexed false: services by id only, no index by name, group or label.
+//  A query then scans every service; the state the raft thread keeps
+//  (cvr_log) only applies commands and writes snapshots, so it saves
+//  the indexes' work and memory on every registration.
 cvr_registry_t *
-    cvr_registry_new (size_t max_services);
+    cvr_registry_new (size_t max_services, bool indexed);
 void
     cvr_registry_destroy (cvr_registry_t **self_p);
 

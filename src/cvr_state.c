@@ -10,7 +10,7 @@ cvr_state_t *
 cvr_state_new (const cvr_state_limits_t *limits)
 {
     cvr_state_t *self = (cvr_state_t *) zmalloc (sizeof (cvr_state_t));
-    self->registry = cvr_registry_new (limits->max_services);
+    self->registry = cvr_registry_new (limits->max_services, !limits->unindexed);
     self->groups = cvr_groups_new (&limits->groups);
     return self;
 }

@@ -51,6 +51,7 @@ typedef struct {
 typedef struct {
     size_t max_services;
     cvr_groups_limits_t groups;
+    bool unindexed;                 //  services by id only (see cvr_registry_new)
 } cvr_state_limits_t;
 
 typedef struct _cvr_state_t cvr_state_t;
