@@ -5,13 +5,19 @@
 
 //  One block per key: the map borrows the key from its timer.
 typedef struct {
-    int64_t deadline;           //  when it is due
     size_t pos;                 //  index in the heap array
     char key [];                //  a copy of the key
 } s_timer_t;
 
+//  A heap entry holds the deadline itself, so that ordering the heap
+//  compares entries of one array instead of following a pointer each.
+typedef struct {
+    int64_t deadline;           //  when it is due
+    s_timer_t *timer;
+} s_entry_t;
+
 struct _cvr_deadlines_t {
-    s_timer_t **heap;           //  min-heap by deadline, owns the timers
+    s_entry_t *heap;            //  min-heap by deadline, owns the timers
     size_t size;                //  entries in the heap
     size_t capacity;            //  slots allocated
     cvr_map_t *by_key;          //  key -> s_timer_t, borrowed from heap
@@ -32,7 +38,7 @@ cvr_deadlines_destroy (cvr_deadlines_t **self_p)
         return;
     cvr_deadlines_t *self = *self_p;
     for (size_t i = 0; i < self->size; i++)
-        free (self->heap [i]);
+        free (self->heap [i].timer);
     cvr_map_destroy (&self->by_key);
     free (self->heap);
     free (self);
@@ -40,52 +46,54 @@ cvr_deadlines_destroy (cvr_deadlines_t **self_p)
 }
 
 static void
-s_place (cvr_deadlines_t *self, s_timer_t *timer, size_t pos)
+s_place (cvr_deadlines_t *self, s_entry_t entry, size_t pos)
 {
-    self->heap [pos] = timer;
-    timer->pos = pos;
+    self->heap [pos] = entry;
+    entry.timer->pos = pos;
 }
 
 static void
 s_sift_up (cvr_deadlines_t *self, size_t pos)
 {
-    s_timer_t *timer = self->heap [pos];
+    s_entry_t entry = self->heap [pos];
     while (pos > 0) {
         size_t parent = (pos - 1) / 2;
-        if (self->heap [parent]->deadline <= timer->deadline)
+        if (self->heap [parent].deadline <= entry.deadline)
             break;
         s_place (self, self->heap [parent], pos);
         pos = parent;
     }
-    s_place (self, timer, pos);
+    s_place (self, entry, pos);
 }
 
 static void
 s_sift_down (cvr_deadlines_t *self, size_t pos)
 {
-    s_timer_t *timer = self->heap [pos];
+    s_entry_t entry = self->heap [pos];
     while (true) {
         size_t child = 2 * pos + 1;
         if (child >= self->size)
             break;
         if (child + 1 < self->size
-        &&  self->heap [child + 1]->deadline < self->heap [child]->deadline)
+        &&  self->heap [child + 1].deadline < self->heap [child].deadline)
             child++;
-        if (timer->deadline <= self->heap [child]->deadline)
+        if (entry.deadline <= self->heap [child].deadline)
             break;
         s_place (self, self->heap [child], pos);
         pos = child;
     }
-    s_place (self, timer, pos);
+    s_place (self, entry, pos);
 }
 
 void
 cvr_deadlines_set (cvr_deadlines_t *self, const char *key, int64_t deadline)
 {
-    s_timer_t *timer = (s_timer_t *) cvr_map_get (self->by_key, key);
+    uint64_t hash = cvr_map_hash (key);
+    s_timer_t *timer = (s_timer_t *) cvr_map_get_hashed (self->by_key, key, hash);
     if (timer) {
-        int64_t old = timer->deadline;
-        timer->deadline = deadline;
+        s_entry_t *entry = &self->heap [timer->pos];
+        int64_t old = entry->deadline;
+        entry->deadline = deadline;
         if (deadline < old)
             s_sift_up (self, timer->pos);
         else
@@ -94,17 +102,15 @@ cvr_deadlines_set (cvr_deadlines_t *self, const char *key, int64_t deadline)
     }
     if (self->size == self->capacity) {
         self->capacity = self->capacity ? 2 * self->capacity : 64;
-        self->heap = (s_timer_t **) realloc (self->heap,
-                                             self->capacity * sizeof (s_timer_t *));
+        self->heap = (s_entry_t *) realloc (self->heap, self->capacity * sizeof (s_entry_t));
         assert (self->heap);
     }
     size_t key_size = strlen (key) + 1;
     timer = (s_timer_t *) malloc (sizeof (s_timer_t) + key_size);
     assert (timer);
     memcpy (timer->key, key, key_size);
-    timer->deadline = deadline;
-    cvr_map_put (self->by_key, timer->key, timer);
-    s_place (self, timer, self->size++);
+    cvr_map_put_hashed (self->by_key, timer->key, hash, timer);
+    s_place (self, (s_entry_t) { deadline, timer }, self->size++);
     s_sift_up (self, timer->pos);
 }
 
@@ -115,10 +121,10 @@ cvr_deadlines_remove (cvr_deadlines_t *self, const char *key)
     if (!timer)
         return;
     size_t pos = timer->pos;
-    s_timer_t *last = self->heap [--self->size];
-    if (last != timer) {
+    s_entry_t last = self->heap [--self->size];
+    if (last.timer != timer) {
         s_place (self, last, pos);
-        if (pos > 0 && self->heap [(pos - 1) / 2]->deadline > last->deadline)
+        if (pos > 0 && self->heap [(pos - 1) / 2].deadline > last.deadline)
             s_sift_up (self, pos);
         else
             s_sift_down (self, pos);
@@ -130,22 +136,22 @@ cvr_deadlines_remove (cvr_deadlines_t *self, const char *key)
 const char *
 cvr_deadlines_due (cvr_deadlines_t *self, int64_t now)
 {
-    if (self->size == 0 || self->heap [0]->deadline > now)
+    if (self->size == 0 || self->heap [0].deadline > now)
         return NULL;
-    return self->heap [0]->key;
+    return self->heap [0].timer->key;
 }
 
 int64_t
 cvr_deadlines_get (cvr_deadlines_t *self, const char *key)
 {
     s_timer_t *timer = (s_timer_t *) cvr_map_get (self->by_key, key);
-    return timer ? timer->deadline : -1;
+    return timer ? self->heap [timer->pos].deadline : -1;
 }
 
 int64_t
 cvr_deadlines_next (cvr_deadlines_t *self)
 {
-    return self->size ? self->heap [0]->deadline : INT64_MAX;
+    return self->size ? self->heap [0].deadline : INT64_MAX;
 }
 
 size_t

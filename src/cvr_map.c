@@ -98,17 +98,34 @@ s_grow (cvr_map_t *self)
     free (old);
 }
 
+uint64_t
+cvr_map_hash (const char *key)
+{
+    return s_hash (key);
+}
+
+void *
+cvr_map_get_hashed (cvr_map_t *self, const char *key, uint64_t hash)
+{
+    return s_find (self, key, hash)->value;
+}
+
 void *
 cvr_map_get (cvr_map_t *self, const char *key)
 {
-    return s_find (self, key, s_hash (key))->value;
+    return cvr_map_get_hashed (self, key, s_hash (key));
 }
 
 void *
 cvr_map_put (cvr_map_t *self, const char *key, void *value)
 {
-    assert (key && value);
-    uint64_t hash = s_hash (key);
+    return cvr_map_put_hashed (self, key, s_hash (key), value);
+}
+
+void *
+cvr_map_put_hashed (cvr_map_t *self, const char *key, uint64_t hash, void *value)
+{
+    assert (key && value && hash);
     s_slot_t *slot = s_find (self, key, hash);
     if (slot->hash) {
         void *old = slot->value;

@@ -33,6 +33,15 @@ void *
 void *
     cvr_map_put (cvr_map_t *self, const char *key, void *value);
 
+//  A key's hash, for the calls below that take it: a get then a put of
+//  the same key hash it once.
+uint64_t
+    cvr_map_hash (const char *key);
+//  cvr_map_get and cvr_map_put with the key's hash given.
+void *
+    cvr_map_get_hashed (cvr_map_t *self, const char *key, uint64_t hash);
+void *
+    cvr_map_put_hashed (cvr_map_t *self, const char *key, uint64_t hash, void *value);
 //  Removes key; returns its value, or NULL when absent.
 void *
     cvr_map_remove (cvr_map_t *self, const char *key);

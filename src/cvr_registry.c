@@ -220,7 +220,9 @@ cvr_err_t
 cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
                        int64_t now, cvr_effects_t *effects)
 {
-    cvr_service_t *old = (cvr_service_t *) cvr_map_get (self->services, spec->service_id);
+    uint64_t hash = cvr_map_hash (spec->service_id);
+    cvr_service_t *old = (cvr_service_t *) cvr_map_get_hashed (self->services,
+                                                               spec->service_id, hash);
     if (!old && cvr_map_size (self->services) >= self->max_services)
         return CVR_LIMIT_EXCEEDED;
 
@@ -246,7 +248,7 @@ cvr_registry_register (cvr_registry_t *self, const cvr_service_t *spec,
     else
         s_publish (effects, service, "registered", now);
     //  Replaces (and frees) the old record, after its events were written.
-    cvr_map_put (self->services, service->service_id, service);
+    cvr_map_put_hashed (self->services, service->service_id, hash, service);
     s_record_destroy (&old);
     s_index (self, service, true);
     return CVR_OK;
