@@ -77,12 +77,20 @@ s_release (void *data, void *hint)
     }
 }
 
+//  A buffer's capacity for size bytes: at least S_FIRST, at most what a
+//  hint carries on.
+static size_t
+s_hint (size_t size)
+{
+    return size < S_FIRST ? S_FIRST : size < S_HINT_MAX ? size : S_HINT_MAX;
+}
+
 cvr_held_t *
-cvr_held_new (cvr_held_budget_t *budget)
+cvr_held_new (cvr_held_budget_t *budget, size_t first)
 {
     cvr_held_t *self = (cvr_held_t *) zmalloc (sizeof (cvr_held_t));
     self->budget = budget;
-    self->hint = S_FIRST;
+    self->hint = s_hint (first);
     return self;
 }
 
@@ -189,8 +197,7 @@ cvr_held_send (cvr_held_t *self, void *router)
             zmq_msg_close (&msg);       //  releases its reference
     }
     //  The next batch starts a buffer of its own, sized like this one.
-    self->hint = buffer->size < S_FIRST ? S_FIRST
-               : buffer->size < S_HINT_MAX ? buffer->size : S_HINT_MAX;
+    self->hint = s_hint (buffer->size);
     self->buffer = NULL;
     s_release (NULL, buffer);
 }

@@ -40,8 +40,10 @@ size_t
     cvr_held_budget_pinned (cvr_held_budget_t *self);
 
 //  A holder counting against budget (borrowed: destroy the holders first).
+//  first: bytes its first buffer is sized for, e.g. what the holder before
+//  it held (0: a small default); later buffers are sized like the last.
 cvr_held_t *
-    cvr_held_new (cvr_held_budget_t *budget);
+    cvr_held_new (cvr_held_budget_t *budget, size_t first);
 //  Drops what is held unsent; replies in flight keep their buffer.
 void
     cvr_held_destroy (cvr_held_t **self_p);

@@ -421,10 +421,10 @@ static const char *s_reported_healths [] = { "healthy", "degraded", "unhealthy",
 //  in the same batch as a write) goes out before the log has it.
 
 static s_segment_t *
-s_segment_new (cvr_held_budget_t *budget)
+s_segment_new (cvr_held_budget_t *budget, size_t first)
 {
     s_segment_t *self = (s_segment_t *) zmalloc (sizeof (s_segment_t));
-    self->replies = cvr_held_new (budget);
+    self->replies = cvr_held_new (budget, first);
     return self;
 }
 
@@ -504,7 +504,8 @@ s_cut (cvr_server_t *self)
         return;
     self->open->tag = (uint64_t) tag;
     zlistx_add_end (self->segments, self->open);
-    self->open = s_segment_new (self->budget);
+    //  The next batch's replies are likely about as many.
+    self->open = s_segment_new (self->budget, cvr_held_size (self->open->replies));
     s_release (self);
 }
 
@@ -2326,7 +2327,7 @@ s_server_new (zsock_t *pipe, const char *node_id)
     self->reader = cvr_reader_new ();
     self->batch = (s_envelope_t *) zmalloc (S_BATCH * sizeof (s_envelope_t));
     self->budget = cvr_held_budget_new (S_PINNED_MAX);
-    self->open = s_segment_new (self->budget);
+    self->open = s_segment_new (self->budget, 0);
     self->pending = zlistx_new ();
     self->changes = zlistx_new ();
     self->scratch = zlistx_new ();

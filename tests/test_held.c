@@ -81,7 +81,7 @@ s_fixture_setup (void **state)
     assert_non_null (f);
     s_setup (&f->p);
     f->budget = cvr_held_budget_new (S_BUDGET);
-    f->held = cvr_held_new (f->budget);
+    f->held = cvr_held_new (f->budget, 0);
     *state = f;
     return 0;
 }
@@ -252,6 +252,28 @@ test_pinned_buffers_stay_within_the_budget (void **state)
     assert_int_equal (cvr_held_budget_pinned (f->budget), 0);
 }
 
+//  A holder's first buffer is sized as asked (the server passes the size
+//  of the batch before), so a batch like the last is held without growing
+//  its buffer; the default is small. Seen through the budget: a buffer
+//  sent in place and unread is pinned whole.
+static void
+test_first_buffer_is_sized_as_asked (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    s_add (f->held, "A", "default");
+    cvr_held_send (f->held, zsock_resolve (f->p.router));
+    size_t small = cvr_held_budget_pinned (f->budget);
+    assert_true (small > 0 && small < 100000);
+    cvr_held_t *sized = cvr_held_new (f->budget, 100000);
+    s_add (sized, "B", "sized");
+    cvr_held_send (sized, zsock_resolve (f->p.router));
+    assert_int_equal (cvr_held_budget_pinned (f->budget), small + 100000);
+    cvr_held_destroy (&sized);
+    s_expect (f->p.a, "default");
+    s_expect (f->p.b, "sized");
+    assert_int_equal (cvr_held_budget_pinned (f->budget), 0);
+}
+
 int
 main (void)
 {
@@ -266,6 +288,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_big_burst, s_fixture_setup,
                                          s_fixture_teardown),
         cmocka_unit_test_setup_teardown (test_pinned_buffers_stay_within_the_budget,
+                                         s_fixture_setup, s_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_first_buffer_is_sized_as_asked,
                                          s_fixture_setup, s_fixture_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
