@@ -255,6 +255,14 @@ cvr_codec_write_state (cvr_wr_t *w, cvr_state_t *state)
 //  or destroys on both paths (one allocation per chunk, none per string:
 //  the raft thread reads every command of the log this way).
 
+//  The zone aligns what it gives to MSGPACK_ZONE_ALIGN, which must do for
+//  every array read into it.
+_Static_assert (MSGPACK_ZONE_ALIGN >= _Alignof (cvr_offset_t)
+             && MSGPACK_ZONE_ALIGN >= _Alignof (cvr_owned_t)
+             && MSGPACK_ZONE_ALIGN >= _Alignof (cvr_label_t)
+             && MSGPACK_ZONE_ALIGN >= _Alignof (const char *),
+                "the zone's alignment is too small for the arrays read into it");
+
 static void *
 s_keep (msgpack_zone *owned, size_t size)
 {
@@ -487,8 +495,9 @@ s_read_cmd (cvr_codec_cmd_t *self, const msgpack_object *o)
     return -1;
 }
 
-//  A command's strings are short: one chunk holds most.
-#define S_CMD_ZONE_CHUNK 2048
+//  The zone's first chunk, the one msgpack_zone_clear keeps: a command's
+//  strings and arrays are short, and this holds all but the biggest.
+#define S_CMD_ZONE_CHUNK 8192
 
 cvr_codec_cmd_t *
 cvr_codec_cmd_new (void)

@@ -72,8 +72,9 @@ void
     cvr_codec_write_cmd (cvr_wr_t *w, const cvr_cmd_t *cmd);
 
 //  A decoder of commands: the command last read and the storage it points
-//  into, reused by the next read (no allocation per command once its zone
-//  has grown to the biggest command seen).
+//  into, reused by the next read. A command whose strings and arrays fit
+//  the zone's first chunk (8 KB: all but the biggest registrations) is
+//  read without allocating; a bigger one takes chunks the next read frees.
 typedef struct _cvr_codec_cmd_t cvr_codec_cmd_t;
 
 cvr_codec_cmd_t *
