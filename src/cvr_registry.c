@@ -98,6 +98,12 @@ cvr_registry_new (size_t max_services, bool indexed)
     return self;
 }
 
+bool
+cvr_registry_indexed (cvr_registry_t *self)
+{
+    return self->indexed;
+}
+
 void
 cvr_registry_destroy (cvr_registry_t **self_p)
 {

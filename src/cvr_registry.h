@@ -19,6 +19,9 @@ typedef struct _cvr_registry_t cvr_registry_t;
 //  the indexes' work and memory on every registration.
 cvr_registry_t *
     cvr_registry_new (size_t max_services, bool indexed);
+//  Whether it keeps the indexes (for tests).
+bool
+    cvr_registry_indexed (cvr_registry_t *self);
 void
     cvr_registry_destroy (cvr_registry_t **self_p);
 

@@ -5,7 +5,8 @@
     that range could be handed to another test's server between our check
     and our bind (and then receive this test's clients' requests). Each
     suite uses its own range: the C cluster client tests and the Python
-    cluster tests 20000-31999, the raft engine tests 12000-19999.
+    cluster tests 20000-31999, the raft engine tests 12000-19999, the log
+    tests 10000-11999.
     Include after cmocka.h and czmq.h.
 */
 #ifndef CVR_TEST_PORT_H_INCLUDED
