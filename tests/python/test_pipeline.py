@@ -183,10 +183,14 @@ def test_demo_short_run_meets_the_bar(tmp_path):
     assert "joined transform-py-2" in out
     assert "sink-2 is unhealthy" in out
     assert "== Summary" in out and "lost                  0" in out
-    # Everything it started is gone.
+    # Everything it started is gone: no process, and no listener on its
+    # ports. SO_REUSEADDR, as a server binds: connections the demo's
+    # daemon closed first linger in TIME_WAIT on its ports for a minute and
+    # would refuse a plain bind (a CI run failed so), yet hold no port.
     assert _stray(f"127.0.0.1:{port}") == []
     for i in range(5):
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", port + i))
 
 
