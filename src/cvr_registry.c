@@ -452,10 +452,11 @@ cvr_registry_restore (cvr_registry_t *self, const cvr_service_t *service)
             if (streq (service->labels [j].key, service->labels [i].key))
                 return CVR_BAD_REQUEST;
     }
-    if (cvr_map_get (self->services, service->service_id))
+    uint64_t hash = cvr_map_hash (service->service_id);
+    if (cvr_map_get_hashed (self->services, service->service_id, hash))
         return CVR_CONFLICT;
     cvr_service_t *copy = s_record_new (service, self->indexed);
-    cvr_map_put (self->services, copy->service_id, copy);
+    cvr_map_put_hashed (self->services, copy->service_id, hash, copy);
     s_index (self, copy, true);
     return CVR_OK;
 }
