@@ -9,6 +9,7 @@
     only the raft thread touches.
 */
 #include "cvr_raft.h"
+#include "cvr_raft_io.h"
 
 #include <raft.h>
 #include <raft/uv.h>
@@ -146,7 +147,8 @@ struct _cvr_raft_t {
     struct raft_uv_transport nodelay;   //  wraps tcp; what raft_uv uses
     raft_uv_accept_cb accept_cb;        //  raft_uv's accept callback
     raft_uv_transport_close_cb transport_close_cb;  //  raft_uv's close callback
-    struct raft_io io;          //  raft_uv disk and network I/O
+    cvr_raft_io_t *io;          //  raft_uv disk and network I/O, guarded
+                                //  (cvr_raft_io.h: libraft's snapshot crash)
     struct raft_fsm raft_fsm;   //  adapter to fsm
     struct raft raft;           //  the server
     bool draining;              //  stopping: waiting for writes to land
@@ -729,6 +731,11 @@ s_loop_close (cvr_raft_t *self)
     }
     if (rc)
         zsys_error ("raft %" PRIu64 ": uv_loop_close: %s", self->id, uv_strerror (rc));
+    if (self->io && cvr_raft_io_held (self->io))
+        zsys_info ("raft %" PRIu64 ": %zu InstallSnapshot(s) held back while a snapshot "
+                   "was written (%zu superseded)", self->id, cvr_raft_io_held (self->io),
+                   cvr_raft_io_dropped (self->io));
+    cvr_raft_io_destroy (&self->io);
 }
 
 //  raft_close is done: the I/O and the transport are closed too.
@@ -736,7 +743,7 @@ static void
 s_raft_closed (struct raft *raft)
 {
     cvr_raft_t *self = s_from_raft (raft);
-    raft_uv_close (&self->io);
+    raft_uv_close (cvr_raft_io_inner (self->io));
     raft_uv_tcp_close (&self->tcp);
     uv_close ((uv_handle_t *) &self->async, NULL);
 }
@@ -812,7 +819,7 @@ static void
 s_raft_closed_early (struct raft *raft)
 {
     cvr_raft_t *self = s_from_raft (raft);
-    raft_uv_close (&self->io);
+    raft_uv_close (cvr_raft_io_inner (self->io));
     raft_uv_tcp_close (&self->tcp);
 }
 
@@ -822,7 +829,7 @@ s_errmsg (cvr_raft_t *self)
 {
     const char *message = raft_errmsg (&self->raft);
     if (!message || !*message)
-        message = self->io.errmsg;
+        message = cvr_raft_io_outer (self->io)->errmsg;
     if (!*message)
         message = self->nodelay.errmsg;
     if (!*message)
@@ -935,27 +942,29 @@ s_start (cvr_raft_t *self)
         return -1;
     }
     s_nodelay_setup (self);
-    rc = raft_uv_init (&self->io, &self->loop, self->data_dir, &self->nodelay);
+    self->io = cvr_raft_io_new ();
+    rc = raft_uv_init (cvr_raft_io_inner (self->io), &self->loop, self->data_dir, &self->nodelay);
     if (rc) {
         s_start_error (self->error, self->error_size, "raft %" PRIu64 ": data directory %s: %s (%s)", self->id,
-                    self->data_dir, raft_strerror (rc), self->io.errmsg);
+                    self->data_dir, raft_strerror (rc), cvr_raft_io_inner (self->io)->errmsg);
         raft_uv_tcp_close (&self->tcp);
         s_loop_close (self);
         return -1;
     }
     if (self->connect_retry_ms)
-        raft_uv_set_connect_retry_delay (&self->io, self->connect_retry_ms);
+        raft_uv_set_connect_retry_delay (cvr_raft_io_inner (self->io), self->connect_retry_ms);
 
     self->raft_fsm.version = 1;
     self->raft_fsm.data = self;
     self->raft_fsm.apply = s_fsm_apply;
     self->raft_fsm.snapshot = s_fsm_snapshot;
     self->raft_fsm.restore = s_fsm_restore;
-    rc = raft_init (&self->raft, &self->io, &self->raft_fsm, self->id, self->address);
+    rc = raft_init (&self->raft, cvr_raft_io_outer (self->io), &self->raft_fsm, self->id,
+                    self->address);
     if (rc) {
         s_start_error (self->error, self->error_size, "raft %" PRIu64 ": init %s in %s: %s (%s)", self->id,
                     self->address, self->data_dir, raft_strerror (rc), s_errmsg (self));
-        raft_uv_close (&self->io);
+        raft_uv_close (cvr_raft_io_inner (self->io));
         raft_uv_tcp_close (&self->tcp);
         s_loop_close (self);
         return -1;

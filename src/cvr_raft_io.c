@@ -1,0 +1,326 @@
+/*  cvr_raft_io.c: a raft_io that holds back InstallSnapshot while the
+    node writes a snapshot of its own; see cvr_raft_io.h. Every call runs
+    on the raft thread (libuv's loop); nothing here locks. */
+#include "cvr_raft_io.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct _cvr_raft_io_t {
+    struct raft_io inner;           //  the real I/O (raft_uv)
+    struct raft_io outer;           //  what libraft calls
+    raft_io_recv_cb recv;           //  libraft's receive callback
+    raft_io_tick_cb tick;           //  libraft's tick callback
+    //  The node's own snapshot write in flight, sent to the inner I/O with
+    //  our request so that its callback comes here first.
+    bool taking;
+    struct raft_io_snapshot_put take;
+    struct raft_io_snapshot_put *take_req;  //  libraft's
+    raft_io_snapshot_put_cb take_cb;        //  libraft's
+    //  An InstallSnapshot held until that write is done; owns its buffers
+    bool holding;
+    struct raft_message held;
+    char *held_address;             //  the sender's, copied (kept until
+                                    //  replaced: libraft may look at it)
+    bool closing;
+    size_t held_count;
+    size_t dropped_count;
+};
+
+static int s_init (struct raft_io *io, raft_id id, const char *address);
+
+static cvr_raft_io_t *
+s_from_inner (struct raft_io *inner)
+{
+    return (cvr_raft_io_t *) ((char *) inner - offsetof (cvr_raft_io_t, inner));
+}
+
+//  The guard behind a call. libraft calls the outer I/O's methods with the
+//  raft_io it was handed, and in a callback that is the inner one (its
+//  tick callback asks r->io->time (io) of the io that ticked). The outer
+//  has our methods and points at us; the inner is one of our fields.
+static cvr_raft_io_t *
+s_self (struct raft_io *io)
+{
+    return io->init == s_init ? (cvr_raft_io_t *) io->impl : s_from_inner (io);
+}
+
+//  libraft reads some fields of its raft_io rather than calling it: the
+//  free disk space raft_uv keeps in capacity (checked on every event; a
+//  stale 0 makes a leader refuse every entry), and the version.
+static void
+s_sync (cvr_raft_io_t *self)
+{
+    self->outer.version = self->inner.version;
+    self->outer.capacity = self->inner.capacity;
+}
+
+//  After every forwarded call. A call the inner I/O refused left its
+//  reason in the inner errmsg; libraft reads the outer one.
+static int
+s_result (cvr_raft_io_t *self, int rc)
+{
+    s_sync (self);
+    if (rc)
+        memcpy (self->outer.errmsg, self->inner.errmsg, sizeof (self->outer.errmsg));
+    return rc;
+}
+
+static void
+s_drop_held (cvr_raft_io_t *self)
+{
+    if (!self->holding)
+        return;
+    raft_free (self->held.install_snapshot.data.base);
+    raft_configuration_close (&self->held.install_snapshot.conf);
+    self->holding = false;
+    self->dropped_count++;
+}
+
+//  Hands the held message to libraft once nothing forbids it.
+static void
+s_release (cvr_raft_io_t *self)
+{
+    if (!self->holding || self->taking || self->closing)
+        return;
+    struct raft_message message = self->held;
+    self->holding = false;
+    s_sync (self);
+    self->recv (&self->outer, &message);
+}
+
+static void
+s_recv (struct raft_io *inner, struct raft_message *message)
+{
+    cvr_raft_io_t *self = s_from_inner (inner);
+    if (message->type != RAFT_INSTALL_SNAPSHOT || !self->taking) {
+        s_sync (self);
+        self->recv (&self->outer, message);
+        return;
+    }
+    //  The newest one wins: an older one is what the network could lose.
+    s_drop_held (self);
+    free (self->held_address);
+    self->held_address = strdup (message->server_address ? message->server_address : "");
+    self->held = *message;
+    self->held.server_address = self->held_address;
+    self->holding = true;
+    self->held_count++;
+}
+
+static void
+s_tick (struct raft_io *inner)
+{
+    cvr_raft_io_t *self = s_from_inner (inner);
+    s_sync (self);
+    self->tick (&self->outer);
+}
+
+static void
+s_took (struct raft_io_snapshot_put *put, int status)
+{
+    cvr_raft_io_t *self = (cvr_raft_io_t *) put->data;
+    self->taking = false;
+    s_sync (self);
+    self->take_cb (self->take_req, status);
+    //  libraft may have started another snapshot meanwhile: then the
+    //  message waits for that one too.
+    s_release (self);
+}
+
+//  --------------------------------------------------------------------------
+//  The forwarding raft_io
+
+static int
+s_init (struct raft_io *io, raft_id id, const char *address)
+{
+    cvr_raft_io_t *self = s_self (io);
+    //  raft_init set the outer data to its struct raft; the inner I/O
+    //  passes itself to libraft's tick and close callbacks, which read it.
+    self->inner.data = io->data;
+    return s_result (self, self->inner.init (&self->inner, id, address));
+}
+
+static void
+s_close (struct raft_io *io, raft_io_close_cb cb)
+{
+    cvr_raft_io_t *self = s_self (io);
+    self->closing = true;
+    s_drop_held (self);
+    self->inner.close (&self->inner, cb);
+}
+
+static int
+s_load (struct raft_io *io, raft_term *term, raft_id *voted_for,
+        struct raft_snapshot **snapshot, raft_index *start_index,
+        struct raft_entry *entries [], size_t *n_entries)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return s_result (self, self->inner.load (&self->inner, term, voted_for, snapshot,
+                                             start_index, entries, n_entries));
+}
+
+static int
+s_start (struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    cvr_raft_io_t *self = s_self (io);
+    self->recv = recv;
+    self->tick = tick;
+    return s_result (self, self->inner.start (&self->inner, msecs, s_tick, s_recv));
+}
+
+static int
+s_bootstrap (struct raft_io *io, const struct raft_configuration *conf)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return s_result (self, self->inner.bootstrap (&self->inner, conf));
+}
+
+static int
+s_recover (struct raft_io *io, const struct raft_configuration *conf)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return s_result (self, self->inner.recover (&self->inner, conf));
+}
+
+static int
+s_set_term (struct raft_io *io, raft_term term)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return s_result (self, self->inner.set_term (&self->inner, term));
+}
+
+static int
+s_set_vote (struct raft_io *io, raft_id server_id)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return s_result (self, self->inner.set_vote (&self->inner, server_id));
+}
+
+static int
+s_send (struct raft_io *io, struct raft_io_send *req, const struct raft_message *message,
+        raft_io_send_cb cb)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return s_result (self, self->inner.send (&self->inner, req, message, cb));
+}
+
+static int
+s_append (struct raft_io *io, struct raft_io_append *req, const struct raft_entry entries [],
+          unsigned n, raft_io_append_cb cb)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return s_result (self, self->inner.append (&self->inner, req, entries, n, cb));
+}
+
+static int
+s_truncate (struct raft_io *io, raft_index index)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return s_result (self, self->inner.truncate (&self->inner, index));
+}
+
+static int
+s_snapshot_put (struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    cvr_raft_io_t *self = s_self (io);
+    //  An install's write (trailing 0) goes through as it is.
+    if (trailing == 0)
+        return s_result (self, self->inner.snapshot_put (&self->inner, 0, req, snapshot, cb));
+    //  libraft takes one snapshot at a time.
+    assert (!self->taking);
+    self->take_req = req;
+    self->take_cb = cb;
+    self->take.data = self;
+    int rc = self->inner.snapshot_put (&self->inner, trailing, &self->take, snapshot, s_took);
+    self->taking = rc == 0;
+    return s_result (self, rc);
+}
+
+static int
+s_snapshot_get (struct raft_io *io, struct raft_io_snapshot_get *req,
+                raft_io_snapshot_get_cb cb)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return s_result (self, self->inner.snapshot_get (&self->inner, req, cb));
+}
+
+static raft_time
+s_time (struct raft_io *io)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return self->inner.time (&self->inner);
+}
+
+static int
+s_random (struct raft_io *io, int min, int max)
+{
+    cvr_raft_io_t *self = s_self (io);
+    return self->inner.random (&self->inner, min, max);
+}
+
+//  --------------------------------------------------------------------------
+
+cvr_raft_io_t *
+cvr_raft_io_new (void)
+{
+    cvr_raft_io_t *self = (cvr_raft_io_t *) calloc (1, sizeof (cvr_raft_io_t));
+    assert (self);
+    struct raft_io *outer = &self->outer;
+    outer->impl = self;
+    outer->init = s_init;
+    outer->close = s_close;
+    outer->load = s_load;
+    outer->start = s_start;
+    outer->bootstrap = s_bootstrap;
+    outer->recover = s_recover;
+    outer->set_term = s_set_term;
+    outer->set_vote = s_set_vote;
+    outer->send = s_send;
+    outer->append = s_append;
+    outer->truncate = s_truncate;
+    outer->snapshot_put = s_snapshot_put;
+    outer->snapshot_get = s_snapshot_get;
+    outer->time = s_time;
+    outer->random = s_random;
+    return self;
+}
+
+void
+cvr_raft_io_destroy (cvr_raft_io_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cvr_raft_io_t *self = *self_p;
+    s_drop_held (self);
+    free (self->held_address);
+    free (self);
+    *self_p = NULL;
+}
+
+struct raft_io *
+cvr_raft_io_inner (cvr_raft_io_t *self)
+{
+    return &self->inner;
+}
+
+struct raft_io *
+cvr_raft_io_outer (cvr_raft_io_t *self)
+{
+    s_sync (self);
+    return &self->outer;
+}
+
+size_t
+cvr_raft_io_held (cvr_raft_io_t *self)
+{
+    return self->held_count;
+}
+
+size_t
+cvr_raft_io_dropped (cvr_raft_io_t *self)
+{
+    return self->dropped_count;
+}
