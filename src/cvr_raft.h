@@ -19,6 +19,10 @@
       FSM has applied everything committed before it serves.
     - libraft has no state-change callback: the thread polls raft_state
       every 50 ms.
+    - 0.22.1 crashes a node that receives an InstallSnapshot while it writes
+      a snapshot of its own (takeSnapshotCb passes NULL on): libraft runs
+      on a guarded raft_io that holds such a message back until the write
+      is done (cvr_raft_io.h).
 
     Threads: the FSM callbacks (apply, snapshot, restore) run on the raft
     thread only, one at a time, never concurrently with each other. The

@@ -53,7 +53,9 @@ static void
 s_sync (cvr_raft_io_t *self)
 {
     self->outer.version = self->inner.version;
+#if CVR_RAFT_IO_CAPACITY
     self->outer.capacity = self->inner.capacity;
+#endif
 }
 
 //  After every forwarded call. A call the inner I/O refused left its
@@ -94,7 +96,7 @@ static void
 s_recv (struct raft_io *inner, struct raft_message *message)
 {
     cvr_raft_io_t *self = s_from_inner (inner);
-    if (message->type != RAFT_INSTALL_SNAPSHOT || !self->taking) {
+    if (message->type != CVR_RAFT_INSTALL_SNAPSHOT || !self->taking) {
         s_sync (self);
         self->recv (&self->outer, message);
         return;

@@ -35,6 +35,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+//  The cowsql fork renamed the message types and added the disk capacity
+//  raft_uv keeps in its raft_io; bookworm's 0.15 (which has no such crash:
+//  its snapshots predate that code) has neither.
+#ifdef RAFT_VERSION_NUMBER
+#   define CVR_RAFT_INSTALL_SNAPSHOT RAFT_INSTALL_SNAPSHOT
+#   define CVR_RAFT_IO_CAPACITY 1
+#else
+#   define CVR_RAFT_INSTALL_SNAPSHOT RAFT_IO_INSTALL_SNAPSHOT
+#   define CVR_RAFT_IO_CAPACITY 0
+#endif
+
 typedef struct _cvr_raft_io_t cvr_raft_io_t;
 
 cvr_raft_io_t *
