@@ -733,7 +733,7 @@ s_loop_close (cvr_raft_t *self)
         zsys_error ("raft %" PRIu64 ": uv_loop_close: %s", self->id, uv_strerror (rc));
     if (self->io && cvr_raft_io_held (self->io))
         zsys_info ("raft %" PRIu64 ": %zu InstallSnapshot(s) held back while a snapshot "
-                   "was written (%zu superseded)", self->id, cvr_raft_io_held (self->io),
+                   "was written (%zu of them dropped)", self->id, cvr_raft_io_held (self->io),
                    cvr_raft_io_dropped (self->io));
     cvr_raft_io_destroy (&self->io);
 }
@@ -972,6 +972,9 @@ s_start (cvr_raft_t *self)
     raft_set_election_timeout (&self->raft, self->election_ms);
     raft_set_heartbeat_timeout (&self->raft, self->heartbeat_ms);
     raft_set_snapshot_threshold (&self->raft, self->threshold);
+    //  Never 0: libraft and raft_uv tell a snapshot of its own from an
+    //  installed one by trailing > 0, and so does cvr_raft_io.
+    assert (self->trailing > 0);
     raft_set_snapshot_trailing (&self->raft, self->trailing);
     raft_set_pre_vote (&self->raft, self->pre_vote);
 

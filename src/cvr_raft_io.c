@@ -46,9 +46,12 @@ s_self (struct raft_io *io)
     return io->init == s_init ? (cvr_raft_io_t *) io->impl : s_from_inner (io);
 }
 
-//  libraft reads some fields of its raft_io rather than calling it: the
-//  free disk space raft_uv keeps in capacity (checked on every event; a
-//  stale 0 makes a leader refuse every entry), and the version.
+//  libraft reads two fields of its raft_io rather than calling it: the
+//  version, and the free disk space in capacity, which raft_uv rewrites on
+//  every turn of its loop and libraft reads with each event, right after
+//  asking the time (legacyHandleEvent). So every call through the guard,
+//  time included, and every callback it passes on copy both first. (A 0
+//  left from before raft_uv's start makes a leader refuse every entry.)
 static void
 s_sync (cvr_raft_io_t *self)
 {
@@ -105,6 +108,7 @@ s_recv (struct raft_io *inner, struct raft_message *message)
     s_drop_held (self);
     free (self->held_address);
     self->held_address = strdup (message->server_address ? message->server_address : "");
+    assert (self->held_address);
     self->held = *message;
     self->held.server_address = self->held_address;
     self->holding = true;
@@ -236,8 +240,11 @@ s_snapshot_put (struct raft_io *io, unsigned trailing, struct raft_io_snapshot_p
     self->take_req = req;
     self->take_cb = cb;
     self->take.data = self;
+    //  Set first, in case an I/O completes the write before it returns.
+    self->taking = true;
     int rc = self->inner.snapshot_put (&self->inner, trailing, &self->take, snapshot, s_took);
-    self->taking = rc == 0;
+    if (rc)
+        self->taking = false;
     return s_result (self, rc);
 }
 
@@ -253,7 +260,9 @@ static raft_time
 s_time (struct raft_io *io)
 {
     cvr_raft_io_t *self = s_self (io);
-    return self->inner.time (&self->inner);
+    raft_time now = self->inner.time (&self->inner);
+    s_sync (self);
+    return now;
 }
 
 static int

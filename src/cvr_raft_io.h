@@ -16,7 +16,8 @@
     frame.
 
     The guard sits between libraft and the raft_io it uses (raft_uv): it
-    forwards every call, and it holds back an InstallSnapshot that arrives
+    forwards every call (keeping the two fields libraft reads directly,
+    version and capacity, copied from raft_uv's), and it holds back an InstallSnapshot that arrives
     while the node's own snapshot write (a snapshot_put with trailing > 0;
     an install's put has trailing 0) is in flight. Once that write's
     callback has run, libraft is no longer taking a snapshot, and the held
@@ -63,8 +64,9 @@ struct raft_io *
 struct raft_io *
     cvr_raft_io_outer (cvr_raft_io_t *self);
 
-//  InstallSnapshot messages held back so far, and of those, dropped (for
-//  tests and logs).
+//  InstallSnapshot messages held back so far, and of those, dropped:
+//  superseded by a newer one, or still held at close or destroy (for tests
+//  and logs).
 size_t
     cvr_raft_io_held (cvr_raft_io_t *self);
 size_t
