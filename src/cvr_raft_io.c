@@ -18,6 +18,11 @@ struct _cvr_raft_io_t {
     struct raft_io_snapshot_put take;
     struct raft_io_snapshot_put *take_req;  //  libraft's
     raft_io_snapshot_put_cb take_cb;        //  libraft's
+    //  An installed snapshot's write in flight, likewise
+    bool installing;
+    struct raft_io_snapshot_put install;
+    struct raft_io_snapshot_put *install_req;
+    raft_io_snapshot_put_cb install_cb;
     //  An InstallSnapshot held until that write is done; owns its buffers
     bool holding;
     struct raft_message held;
@@ -72,13 +77,20 @@ s_result (cvr_raft_io_t *self, int rc)
     return rc;
 }
 
+//  Frees what an InstallSnapshot owns, as libraft would have.
+static void
+s_free_install (struct raft_message *message)
+{
+    raft_free (message->install_snapshot.data.base);
+    raft_configuration_close (&message->install_snapshot.conf);
+}
+
 static void
 s_drop_held (cvr_raft_io_t *self)
 {
     if (!self->holding)
         return;
-    raft_free (self->held.install_snapshot.data.base);
-    raft_configuration_close (&self->held.install_snapshot.conf);
+    s_free_install (&self->held);
     self->holding = false;
     self->dropped_count++;
 }
@@ -99,6 +111,14 @@ static void
 s_recv (struct raft_io *inner, struct raft_message *message)
 {
     cvr_raft_io_t *self = s_from_inner (inner);
+    if (message->type == CVR_RAFT_INSTALL_SNAPSHOT && self->installing) {
+        //  A duplicate (the leader sends one per AppendEntries result that
+        //  asks): libraft would answer "already installing" and leak its
+        //  buffers. Dropped here, as the network could drop it.
+        s_free_install (message);
+        self->dropped_count++;
+        return;
+    }
     if (message->type != CVR_RAFT_INSTALL_SNAPSHOT || !self->taking) {
         s_sync (self);
         self->recv (&self->outer, message);
@@ -113,6 +133,15 @@ s_recv (struct raft_io *inner, struct raft_message *message)
     self->held.server_address = self->held_address;
     self->holding = true;
     self->held_count++;
+}
+
+static void
+s_installed (struct raft_io_snapshot_put *put, int status)
+{
+    cvr_raft_io_t *self = (cvr_raft_io_t *) put->data;
+    self->installing = false;
+    s_sync (self);
+    self->install_cb (self->install_req, status);
 }
 
 static void
@@ -232,9 +261,20 @@ s_snapshot_put (struct raft_io *io, unsigned trailing, struct raft_io_snapshot_p
                 const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
     cvr_raft_io_t *self = s_self (io);
-    //  An install's write (trailing 0) goes through as it is.
-    if (trailing == 0)
-        return s_result (self, self->inner.snapshot_put (&self->inner, 0, req, snapshot, cb));
+    //  An install's write (trailing 0): noted, so that duplicates are
+    //  dropped meanwhile. libraft installs one snapshot at a time.
+    if (trailing == 0) {
+        assert (!self->installing);
+        self->install_req = req;
+        self->install_cb = cb;
+        self->install.data = self;
+        self->installing = true;
+        int rc = self->inner.snapshot_put (&self->inner, 0, &self->install, snapshot,
+                                           s_installed);
+        if (rc)
+            self->installing = false;
+        return s_result (self, rc);
+    }
     //  libraft takes one snapshot at a time.
     assert (!self->taking);
     self->take_req = req;

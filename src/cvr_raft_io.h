@@ -25,6 +25,11 @@
     arrives meanwhile, the older is dropped, as a network may drop it (the
     leader sends again). Nothing is held across close.
 
+    While an installed snapshot is being written, a further InstallSnapshot
+    is a duplicate (a leader sends one for each AppendEntries result that
+    asks): libraft would answer "already installing" and leak its buffers.
+    The guard frees it instead and hands nothing over.
+
     Usage: initialise the inner raft_io (raft_uv_init on cvr_raft_io_inner),
     then give cvr_raft_io_outer to raft_init. Destroy after libraft's close
     callback.
