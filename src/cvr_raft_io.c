@@ -7,22 +7,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  A snapshot write in flight, sent to the inner I/O with our own request
+//  so that its callback comes here first.
+typedef struct {
+    bool active;
+    struct raft_io_snapshot_put req;        //  ours; data: the guard
+    struct raft_io_snapshot_put *outer_req; //  libraft's
+    raft_io_snapshot_put_cb outer_cb;       //  libraft's
+} s_put_t;
+
 struct _cvr_raft_io_t {
     struct raft_io inner;           //  the real I/O (raft_uv)
     struct raft_io outer;           //  what libraft calls
     raft_io_recv_cb recv;           //  libraft's receive callback
     raft_io_tick_cb tick;           //  libraft's tick callback
-    //  The node's own snapshot write in flight, sent to the inner I/O with
-    //  our request so that its callback comes here first.
-    bool taking;
-    struct raft_io_snapshot_put take;
-    struct raft_io_snapshot_put *take_req;  //  libraft's
-    raft_io_snapshot_put_cb take_cb;        //  libraft's
-    //  An installed snapshot's write in flight, likewise
-    bool installing;
-    struct raft_io_snapshot_put install;
-    struct raft_io_snapshot_put *install_req;
-    raft_io_snapshot_put_cb install_cb;
+    s_put_t take;                   //  the node's own snapshot (trailing > 0)
+    s_put_t install;                //  an installed one (trailing 0)
     //  An InstallSnapshot held until that write is done; owns its buffers
     bool holding;
     struct raft_message held;
@@ -99,7 +99,7 @@ s_drop_held (cvr_raft_io_t *self)
 static void
 s_release (cvr_raft_io_t *self)
 {
-    if (!self->holding || self->taking || self->closing)
+    if (!self->holding || self->take.active || self->closing)
         return;
     struct raft_message message = self->held;
     self->holding = false;
@@ -111,7 +111,7 @@ static void
 s_recv (struct raft_io *inner, struct raft_message *message)
 {
     cvr_raft_io_t *self = s_from_inner (inner);
-    if (message->type == CVR_RAFT_INSTALL_SNAPSHOT && self->installing) {
+    if (message->type == CVR_RAFT_INSTALL_SNAPSHOT && self->install.active) {
         //  A duplicate (the leader sends one per AppendEntries result that
         //  asks): libraft would answer "already installing" and leak its
         //  buffers. Dropped here, as the network could drop it.
@@ -119,7 +119,7 @@ s_recv (struct raft_io *inner, struct raft_message *message)
         self->dropped_count++;
         return;
     }
-    if (message->type != CVR_RAFT_INSTALL_SNAPSHOT || !self->taking) {
+    if (message->type != CVR_RAFT_INSTALL_SNAPSHOT || !self->take.active) {
         s_sync (self);
         self->recv (&self->outer, message);
         return;
@@ -136,15 +136,6 @@ s_recv (struct raft_io *inner, struct raft_message *message)
 }
 
 static void
-s_installed (struct raft_io_snapshot_put *put, int status)
-{
-    cvr_raft_io_t *self = (cvr_raft_io_t *) put->data;
-    self->installing = false;
-    s_sync (self);
-    self->install_cb (self->install_req, status);
-}
-
-static void
 s_tick (struct raft_io *inner)
 {
     cvr_raft_io_t *self = s_from_inner (inner);
@@ -153,14 +144,15 @@ s_tick (struct raft_io *inner)
 }
 
 static void
-s_took (struct raft_io_snapshot_put *put, int status)
+s_put_done (struct raft_io_snapshot_put *req, int status)
 {
-    cvr_raft_io_t *self = (cvr_raft_io_t *) put->data;
-    self->taking = false;
+    cvr_raft_io_t *self = (cvr_raft_io_t *) req->data;
+    s_put_t *put = req == &self->take.req ? &self->take : &self->install;
+    put->active = false;
     s_sync (self);
-    self->take_cb (self->take_req, status);
-    //  libraft may have started another snapshot meanwhile: then the
-    //  message waits for that one too.
+    put->outer_cb (put->outer_req, status);
+    //  A message held for the node's own snapshot goes now, unless libraft
+    //  started another meanwhile: then it waits for that one too.
     s_release (self);
 }
 
@@ -261,30 +253,18 @@ s_snapshot_put (struct raft_io *io, unsigned trailing, struct raft_io_snapshot_p
                 const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
     cvr_raft_io_t *self = s_self (io);
-    //  An install's write (trailing 0): noted, so that duplicates are
-    //  dropped meanwhile. libraft installs one snapshot at a time.
-    if (trailing == 0) {
-        assert (!self->installing);
-        self->install_req = req;
-        self->install_cb = cb;
-        self->install.data = self;
-        self->installing = true;
-        int rc = self->inner.snapshot_put (&self->inner, 0, &self->install, snapshot,
-                                           s_installed);
-        if (rc)
-            self->installing = false;
-        return s_result (self, rc);
-    }
-    //  libraft takes one snapshot at a time.
-    assert (!self->taking);
-    self->take_req = req;
-    self->take_cb = cb;
-    self->take.data = self;
+    //  One of each at a time: libraft takes one snapshot and installs one
+    //  at a time, and tells them apart by trailing as raft_uv does.
+    s_put_t *put = trailing ? &self->take : &self->install;
+    assert (!put->active);
+    put->outer_req = req;
+    put->outer_cb = cb;
+    put->req.data = self;
     //  Set first, in case an I/O completes the write before it returns.
-    self->taking = true;
-    int rc = self->inner.snapshot_put (&self->inner, trailing, &self->take, snapshot, s_took);
+    put->active = true;
+    int rc = self->inner.snapshot_put (&self->inner, trailing, &put->req, snapshot, s_put_done);
     if (rc)
-        self->taking = false;
+        put->active = false;
     return s_result (self, rc);
 }
 
