@@ -174,6 +174,16 @@ l_tick (struct raft_io *io)
     fx->now = fx->outer->time (io);
 }
 
+static void l_took (struct raft_io_snapshot_put *put, int status);
+
+//  libraft starts writing a snapshot of its own.
+static void
+s_take (fixture_t *fx)
+{
+    assert_int_equal (fx->outer->snapshot_put (fx->outer, 8, &fx->libraft_take,
+                                               &fx->snapshot, l_took), 0);
+}
+
 static void
 l_took (struct raft_io_snapshot_put *put, int status)
 {
@@ -183,8 +193,7 @@ l_took (struct raft_io_snapshot_put *put, int status)
     s_note (fx, "T");
     if (fx->retake) {
         fx->retake = false;
-        assert_int_equal (fx->outer->snapshot_put (fx->outer, 8, &fx->libraft_take,
-                                                   &fx->snapshot, l_took), 0);
+        s_take (fx);
     }
 }
 
@@ -382,8 +391,7 @@ test_install_waits_for_own_snapshot (void **state)
     assert_string_equal (fx->trace, "R5");
 
     fx->trace [0] = 0;
-    assert_int_equal (fx->outer->snapshot_put (fx->outer, 8, &fx->libraft_take,
-                                               &fx->snapshot, l_took), 0);
+    s_take (fx);
     s_deliver (fx, s_install (20));
     //  Other messages are not held.
     s_deliver (fx, s_heartbeat ());
@@ -396,8 +404,7 @@ test_install_waits_for_own_snapshot (void **state)
 
     //  Nothing left over: the next write passes nothing on.
     fx->trace [0] = 0;
-    assert_int_equal (fx->outer->snapshot_put (fx->outer, 8, &fx->libraft_take,
-                                               &fx->snapshot, l_took), 0);
+    s_take (fx);
     s_complete_put (fx, 0);
     assert_string_equal (fx->trace, "T");
 }
@@ -435,8 +442,7 @@ test_newest_install_wins (void **state)
 {
     state_t *self = (state_t *) *state;
     fixture_t *fx = &self->fx;
-    assert_int_equal (fx->outer->snapshot_put (fx->outer, 8, &fx->libraft_take,
-                                               &fx->snapshot, l_took), 0);
+    s_take (fx);
     s_deliver (fx, s_install (40));
     s_deliver (fx, s_install (41));
     assert_string_equal (fx->trace, "");
@@ -453,8 +459,7 @@ test_install_waits_for_a_second_snapshot (void **state)
 {
     state_t *self = (state_t *) *state;
     fixture_t *fx = &self->fx;
-    assert_int_equal (fx->outer->snapshot_put (fx->outer, 8, &fx->libraft_take,
-                                               &fx->snapshot, l_took), 0);
+    s_take (fx);
     s_deliver (fx, s_install (50));
     fx->retake = true;
     s_complete_put (fx, 0);
@@ -485,8 +490,7 @@ test_close_drops_held_install (void **state)
 {
     state_t *self = (state_t *) *state;
     fixture_t *fx = &self->fx;
-    assert_int_equal (fx->outer->snapshot_put (fx->outer, 8, &fx->libraft_take,
-                                               &fx->snapshot, l_took), 0);
+    s_take (fx);
     s_deliver (fx, s_install (70));
     fx->outer->close (fx->outer, NULL);
     assert_int_equal (cvr_raft_io_dropped (self->io), 1);
@@ -501,8 +505,7 @@ test_install_while_closing_is_never_delivered (void **state)
 {
     state_t *self = (state_t *) *state;
     fixture_t *fx = &self->fx;
-    assert_int_equal (fx->outer->snapshot_put (fx->outer, 8, &fx->libraft_take,
-                                               &fx->snapshot, l_took), 0);
+    s_take (fx);
     fx->outer->close (fx->outer, NULL);
     s_deliver (fx, s_install (75));
     assert_int_equal (cvr_raft_io_held (self->io), 1);
@@ -517,8 +520,7 @@ test_destroy_frees_held_install (void **state)
 {
     state_t *self = (state_t *) *state;
     fixture_t *fx = &self->fx;
-    assert_int_equal (fx->outer->snapshot_put (fx->outer, 8, &fx->libraft_take,
-                                               &fx->snapshot, l_took), 0);
+    s_take (fx);
     s_deliver (fx, s_install (80));
     assert_int_equal (cvr_raft_io_held (self->io), 1);
     //  s_teardown destroys it; LeakSanitizer checks the buffers went.
