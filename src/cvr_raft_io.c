@@ -42,9 +42,10 @@ s_from_inner (struct raft_io *inner)
 }
 
 //  The guard behind a call. libraft calls the outer I/O's methods with the
-//  raft_io it was handed, and in a callback that is the inner one (its
-//  tick callback asks r->io->time (io) of the io that ticked). The outer
-//  has our methods and points at us; the inner is one of our fields.
+//  raft_io it was handed (its tick asks r->io->time (io) of the io that
+//  ticked), and raft_uv's own callbacks (close, its loop's prepare and
+//  check) hand it the inner one. The outer has our methods and points at
+//  us; the inner is one of our fields.
 static cvr_raft_io_t *
 s_self (struct raft_io *io)
 {
