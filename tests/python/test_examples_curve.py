@@ -130,23 +130,29 @@ def test_pipeline_runs_over_curve(curve_daemon, keys, procs, tmp_path):
     started["sink"] = procs.start(
         [PY, os.path.join(EXAMPLES, "pipeline_sink.py"), "-e", ep, *good, "--id", "sink-curve",
          "--listen", sink_ep, "--stats", str(stats), "--stats-interval", "0.1"], logs["sink"])
-    started["tc"] = procs.start(
-        [TRANSFORM_C, "-e", ep, *good, "--id", "tc-curve", "--session-timeout-ms", "3000",
-         "--journal", str(tmp_path / "tc.jsonl")], logs["tc"])
-    started["tpy"] = procs.start(
-        [PY, os.path.join(EXAMPLES, "pipeline_transform.py"), "-e", ep, *good,
-         "--id", "tpy-curve", "--session-timeout-ms", "3000",
-         "--journal", str(tmp_path / "tpy.jsonl")], logs["tpy"])
-    running = [(started[n], logs[n]) for n in started]
 
     with conveyor.Client(ep, timeout=3.0, security=_security(keys)) as client:
-        want = {"src-curve": "source", "sink-curve": "sink", "tc-curve": "transform",
-                "tpy-curve": "transform"}
+        want = {"src-curve": "source", "sink-curve": "sink"}
 
         def registered():
             got = {s.service_id: s.service_type for s in client.list_services()}
             return got == want
 
+        # The transforms start once the source has created its topic: a
+        # member joining first would create it with the server's default
+        # 12 partitions, and the source (4) would then rightly refuse to
+        # start (partitions never shrink; a CI run failed so).
+        running = [(started[n], logs[n]) for n in started]
+        _wait(registered, 10, "the source and the sink to register", running)
+        started["tc"] = procs.start(
+            [TRANSFORM_C, "-e", ep, *good, "--id", "tc-curve", "--session-timeout-ms", "3000",
+             "--journal", str(tmp_path / "tc.jsonl")], logs["tc"])
+        started["tpy"] = procs.start(
+            [PY, os.path.join(EXAMPLES, "pipeline_transform.py"), "-e", ep, *good,
+             "--id", "tpy-curve", "--session-timeout-ms", "3000",
+             "--journal", str(tmp_path / "tpy.jsonl")], logs["tpy"])
+        running = [(started[n], logs[n]) for n in started]
+        want.update({"tc-curve": "transform", "tpy-curve": "transform"})
         _wait(registered, 10, "the four programs to register", running)
         svc = client.get_service("src-curve")
         assert svc.endpoint == source_ep and svc.labels == {"topic": "events", "partitions": "4"}
