@@ -103,8 +103,6 @@ void
 void
     cvr_wr_close (cvr_wr_t *self);      //  closes the innermost container
 void
-    cvr_wr_str (cvr_wr_t *self, const char *s);     //  NULL writes nil
-void
     cvr_wr_strn (cvr_wr_t *self, const char *s, size_t len);
 void
     cvr_wr_int (cvr_wr_t *self, int64_t value);
@@ -120,15 +118,45 @@ void
 //  Writes one complete, already encoded msgpack value.
 void
     cvr_wr_raw (cvr_wr_t *self, const void *data, size_t size);
-//  Key-value shorthands for maps.
-void
-    cvr_wr_kstr (cvr_wr_t *self, const char *key, const char *value);
-void
-    cvr_wr_kint (cvr_wr_t *self, const char *key, int64_t value);
-void
-    cvr_wr_kuint (cvr_wr_t *self, const char *key, uint64_t value);
-void
-    cvr_wr_kbool (cvr_wr_t *self, const char *key, bool value);
+//  A C string; NULL writes nil. Inline, and so are the key-value
+//  shorthands for maps below, so that the length of a literal key is
+//  known when compiling.
+static inline void
+cvr_wr_str (cvr_wr_t *self, const char *s)
+{
+    if (s)
+        cvr_wr_strn (self, s, strlen (s));
+    else
+        cvr_wr_nil (self);
+}
+
+static inline void
+cvr_wr_kstr (cvr_wr_t *self, const char *key, const char *value)
+{
+    cvr_wr_str (self, key);
+    cvr_wr_str (self, value);
+}
+
+static inline void
+cvr_wr_kint (cvr_wr_t *self, const char *key, int64_t value)
+{
+    cvr_wr_str (self, key);
+    cvr_wr_int (self, value);
+}
+
+static inline void
+cvr_wr_kuint (cvr_wr_t *self, const char *key, uint64_t value)
+{
+    cvr_wr_str (self, key);
+    cvr_wr_uint (self, value);
+}
+
+static inline void
+cvr_wr_kbool (cvr_wr_t *self, const char *key, bool value)
+{
+    cvr_wr_str (self, key);
+    cvr_wr_bool (self, value);
+}
 //  How many containers are open.
 size_t
     cvr_wr_depth (cvr_wr_t *self);

@@ -229,6 +229,81 @@ test_roundtrip_scalars (void **state)
     assert_null (w);
 }
 
+//  The writer packs strings and integers itself: the bytes must be those
+//  msgpack-c's packer gives for the same value (the shortest form), at
+//  every boundary of every header: powers of two, one either side.
+static void
+s_assert_bytes_equal (cvr_wr_t *w, msgpack_sbuffer *sb)
+{
+    assert_int_equal (cvr_wr_size (w), sb->size);
+    assert_memory_equal (cvr_wr_data (w), sb->data, sb->size);
+}
+
+static void
+test_writer_bytes_match_msgpack_c (void **state)
+{
+    cvr_wr_t *w = cvr_wr_new ();
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    size_t checked = 0;
+    for (int bit = 0; bit < 64; bit++)
+        for (int delta = -1; delta <= 1; delta++) {
+            uint64_t u = ((uint64_t) 1 << bit) + (uint64_t) (int64_t) delta;
+            int64_t values [] = { (int64_t) u, -(int64_t) u, (int64_t) (u - 1) };
+            for (size_t i = 0; i < 3; i++) {
+                cvr_wr_reset (w);
+                msgpack_sbuffer_clear (&sb);
+                cvr_wr_int (w, values [i]);
+                msgpack_pack_int64 (&pk, values [i]);
+                s_assert_bytes_equal (w, &sb);
+                checked++;
+            }
+            cvr_wr_reset (w);
+            msgpack_sbuffer_clear (&sb);
+            cvr_wr_uint (w, u);
+            msgpack_pack_uint64 (&pk, u);
+            s_assert_bytes_equal (w, &sb);
+        }
+    const int64_t ends [] = { INT64_MIN, INT64_MIN + 1, INT64_MAX, -32, -33, 127, 128 };
+    for (size_t i = 0; i < sizeof ends / sizeof ends [0]; i++) {
+        cvr_wr_reset (w);
+        msgpack_sbuffer_clear (&sb);
+        cvr_wr_int (w, ends [i]);
+        msgpack_pack_int64 (&pk, ends [i]);
+        s_assert_bytes_equal (w, &sb);
+    }
+    cvr_wr_reset (w);
+    msgpack_sbuffer_clear (&sb);
+    cvr_wr_uint (w, UINT64_MAX);
+    msgpack_pack_uint64 (&pk, UINT64_MAX);
+    s_assert_bytes_equal (w, &sb);
+
+    char *big = (char *) malloc (65537);
+    assert_non_null (big);
+    memset (big, 'x', 65537);
+    const size_t lens [] = { 0, 1, 31, 32, 33, 255, 256, 257, 65535, 65536, 65537 };
+    for (size_t i = 0; i < sizeof lens / sizeof lens [0]; i++) {
+        cvr_wr_reset (w);
+        msgpack_sbuffer_clear (&sb);
+        //  After a few bytes, so that growing the buffer is exercised too.
+        cvr_wr_int (w, 1);
+        cvr_wr_strn (w, big, lens [i]);
+        cvr_wr_str (w, "key");
+        msgpack_pack_int64 (&pk, 1);
+        msgpack_pack_str (&pk, lens [i]);
+        msgpack_pack_str_body (&pk, big, lens [i]);
+        msgpack_pack_str (&pk, 3);
+        msgpack_pack_str_body (&pk, "key", 3);
+        s_assert_bytes_equal (w, &sb);
+    }
+    assert_true (checked == 64 * 3 * 3);
+    free (big);
+    msgpack_sbuffer_destroy (&sb);
+    cvr_wr_destroy (&w);
+}
+
 static void
 test_roundtrip_nested (void **state)
 {
@@ -1350,6 +1425,7 @@ main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_roundtrip_scalars),
+        cmocka_unit_test (test_writer_bytes_match_msgpack_c),
         cmocka_unit_test (test_service_id_hint),
         cmocka_unit_test (test_roundtrip_nested),
         cmocka_unit_test (test_writer_max_depth),
