@@ -4,24 +4,32 @@
 
 #define S_FIRST     4096            //  bytes: the first buffer
 #define S_HINT_MAX  (1 << 20)       //  bytes: a buffer's size carried on
-
-//  Its owner's reference, plus one per buffer it counts.
-struct _cvr_held_budget_t {
-    atomic_size_t refs;
-    atomic_size_t pinned;           //  bytes of the buffers it counts
-    size_t max_pinned;
-};
+#define S_SPARES    4               //  freed buffers kept for reuse, at most
+#define S_SPARE_MAX (2 * S_HINT_MAX)    //  bytes: a bigger one is freed
 
 //  One buffer: the owner's reference until sent, plus one per body that
 //  ZeroMQ holds. Each reply: identity size (size_t), identity, delimiter
 //  flag (1 byte), body size (size_t), body.
 typedef struct {
     atomic_size_t refs;
-    cvr_held_budget_t *budget;      //  counted there while sent in place
+    cvr_held_budget_t *budget;      //  its holder's
+    bool counted;                   //  sent in place: counted in the budget
     size_t size;
     size_t capacity;
     uint8_t data [];
 } s_buffer_t;
+
+//  Its owner's reference, plus one per buffer it counts. The spares are
+//  buffers whose replies are all written: the next batch reuses one
+//  instead of allocating (a fresh buffer is fresh memory, whose first
+//  writes fault page by page).
+struct _cvr_held_budget_t {
+    atomic_size_t refs;
+    atomic_size_t pinned;           //  bytes of the buffers it counts
+    size_t max_pinned;
+    _Atomic (s_buffer_t *) spares [S_SPARES];
+    atomic_size_t reused;           //  buffers taken from the spares
+};
 
 struct _cvr_held_t {
     cvr_held_budget_t *budget;
@@ -35,6 +43,9 @@ cvr_held_budget_new (size_t max_pinned)
     cvr_held_budget_t *self = (cvr_held_budget_t *) zmalloc (sizeof (cvr_held_budget_t));
     atomic_init (&self->refs, 1);
     atomic_init (&self->pinned, 0);
+    atomic_init (&self->reused, 0);
+    for (size_t i = 0; i < S_SPARES; i++)
+        atomic_init (&self->spares [i], NULL);
     self->max_pinned = max_pinned;
     return self;
 }
@@ -42,8 +53,11 @@ cvr_held_budget_new (size_t max_pinned)
 static void
 s_budget_release (cvr_held_budget_t *self)
 {
-    if (atomic_fetch_sub_explicit (&self->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit (&self->refs, 1, memory_order_acq_rel) == 1) {
+        for (size_t i = 0; i < S_SPARES; i++)
+            free (atomic_exchange_explicit (&self->spares [i], NULL, memory_order_acquire));
         free (self);
+    }
 }
 
 void
@@ -61,6 +75,46 @@ cvr_held_budget_pinned (cvr_held_budget_t *self)
     return atomic_load_explicit (&self->pinned, memory_order_acquire);
 }
 
+size_t
+cvr_held_budget_reused (cvr_held_budget_t *self)
+{
+    return atomic_load_explicit (&self->reused, memory_order_relaxed);
+}
+
+//  Keeps a buffer nobody references as a spare, or frees it when the
+//  spares are full or it is too big to keep. Any thread.
+static void
+s_spare_put (cvr_held_budget_t *budget, s_buffer_t *buffer)
+{
+    if (buffer->capacity <= S_SPARE_MAX)
+        for (size_t i = 0; i < S_SPARES; i++) {
+            s_buffer_t *empty = NULL;
+            if (atomic_compare_exchange_strong_explicit (&budget->spares [i], &empty, buffer,
+                                                         memory_order_release,
+                                                         memory_order_relaxed))
+                return;
+        }
+    free (buffer);
+}
+
+//  A spare, or NULL. Only the holders' thread takes them.
+static s_buffer_t *
+s_spare_take (cvr_held_budget_t *budget)
+{
+    for (size_t i = 0; i < S_SPARES; i++) {
+        s_buffer_t *buffer = atomic_exchange_explicit (&budget->spares [i], NULL,
+                                                       memory_order_acquire);
+        if (buffer) {
+            atomic_fetch_add_explicit (&budget->reused, 1, memory_order_relaxed);
+            return buffer;
+        }
+    }
+    return NULL;
+}
+
+//  Drops a reference; the last one returns the buffer to its budget's
+//  spares (before the buffer's hold on the budget goes, so that a budget
+//  freed by it frees the spare too).
 static void
 s_release (void *data, void *hint)
 {
@@ -68,12 +122,13 @@ s_release (void *data, void *hint)
     s_buffer_t *buffer = (s_buffer_t *) hint;
     if (atomic_fetch_sub_explicit (&buffer->refs, 1, memory_order_acq_rel) == 1) {
         cvr_held_budget_t *budget = buffer->budget;
-        if (budget) {
+        bool counted = buffer->counted;
+        if (counted)
             atomic_fetch_sub_explicit (&budget->pinned, buffer->capacity,
                                        memory_order_acq_rel);
+        s_spare_put (budget, buffer);
+        if (counted)
             s_budget_release (budget);
-        }
-        free (buffer);
     }
 }
 
@@ -109,20 +164,36 @@ static uint8_t *
 s_reserve (cvr_held_t *self, size_t need)
 {
     s_buffer_t *buffer = self->buffer;
-    size_t size = buffer ? buffer->size : 0;
-    if (!buffer || size + need > buffer->capacity) {
-        size_t capacity = buffer ? 2 * buffer->capacity : self->hint;
+    if (!buffer) {
+        buffer = s_spare_take (self->budget);
+        if (buffer && buffer->capacity < self->hint) {
+            free (buffer);
+            buffer = NULL;
+        }
+        if (!buffer) {
+            buffer = (s_buffer_t *) malloc (sizeof (s_buffer_t) + self->hint);
+            if (buffer)
+                buffer->capacity = self->hint;
+        }
+        if (!buffer) {
+            zsys_error ("conveyord: out of memory holding replies");
+            abort ();
+        }
+        atomic_init (&buffer->refs, 1);
+        buffer->budget = self->budget;
+        buffer->counted = false;
+        buffer->size = 0;
+        self->buffer = buffer;
+    }
+    size_t size = buffer->size;
+    if (size + need > buffer->capacity) {
+        size_t capacity = 2 * buffer->capacity;
         while (capacity < size + need)
             capacity *= 2;
         buffer = (s_buffer_t *) realloc (buffer, sizeof (s_buffer_t) + capacity);
         if (!buffer) {
             zsys_error ("conveyord: out of memory holding replies");
             abort ();
-        }
-        if (!self->buffer) {
-            atomic_init (&buffer->refs, 1);
-            buffer->budget = NULL;
-            buffer->size = 0;
         }
         buffer->capacity = capacity;
         self->buffer = buffer;
@@ -167,7 +238,7 @@ cvr_held_send (cvr_held_t *self, void *router)
     if (in_place) {
         atomic_fetch_add_explicit (&budget->refs, 1, memory_order_relaxed);
         atomic_fetch_add_explicit (&budget->pinned, buffer->capacity, memory_order_acq_rel);
-        buffer->budget = budget;
+        buffer->counted = true;
     }
     const uint8_t *at = buffer->data;
     const uint8_t *end = at + buffer->size;

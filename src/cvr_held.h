@@ -10,7 +10,10 @@
     I/O thread would free into the server thread's heap under its lock.
 
     Once sent, the buffer is never written again: the next reply starts a
-    new one, sized like the last batch.
+    new one, sized like the last batch. A buffer whose replies are all
+    written goes back to its budget's spares (at most 4, of at most 2 MB
+    each), and the next batch reuses it: holding replies then touches no
+    fresh memory, which faults in page by page.
 
     A reply not yet written to its client keeps its whole buffer alive,
     the other clients' replies included: a client that stops reading
@@ -38,6 +41,10 @@ void
 //  Bytes of sent buffers that ZeroMQ still references.
 size_t
     cvr_held_budget_pinned (cvr_held_budget_t *self);
+
+//  How many buffers were reused from the spares so far.
+size_t
+    cvr_held_budget_reused (cvr_held_budget_t *self);
 
 //  A holder counting against budget (borrowed: destroy the holders first).
 //  first: bytes its first buffer is sized for, e.g. what the holder before

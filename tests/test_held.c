@@ -6,7 +6,8 @@
     holder's destruction (the buffer is freed when the last is read:
     AddressSanitizer reports it otherwise); a reply to a peer that is gone
     is dropped without a leak; a big burst goes out whole; buffers pinned
-    by a peer that does not read stay within the budget. */
+    by a peer that does not read stay within the budget; a buffer whose
+    replies are all read is reused, one still referenced is not. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -274,6 +275,37 @@ test_first_buffer_is_sized_as_asked (void **state)
     assert_int_equal (cvr_held_budget_pinned (f->budget), 0);
 }
 
+//  A buffer whose replies are all read is reused by a later batch; one
+//  still referenced is not. What the reused buffer carries is the new
+//  batch's, whole, and the old replies were read intact before.
+static void
+test_written_buffers_are_reused (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    void *router = zsock_resolve (f->p.router);
+    size_t reused = cvr_held_budget_reused (f->budget);
+    s_add (f->held, "A", "first");
+    cvr_held_send (f->held, router);
+    //  "first" is unread: its buffer is pinned, so a new one is allocated.
+    s_add (f->held, "A", "second");
+    cvr_held_send (f->held, router);
+    assert_int_equal (cvr_held_budget_reused (f->budget), reused);
+    s_expect (f->p.a, "first");
+    s_expect (f->p.a, "second");
+    //  Both are spares now: the next two batches take them.
+    char body [600];
+    for (int batch = 0; batch < 2; batch++) {
+        snprintf (body, sizeof (body), "reused %d %0500d", batch, batch);
+        s_add (f->held, "B", body);
+        s_add (f->held, "A", "short");
+        cvr_held_send (f->held, router);
+        assert_int_equal (cvr_held_budget_reused (f->budget), reused + 1 + batch);
+        s_expect (f->p.b, body);
+        s_expect (f->p.a, "short");
+    }
+    assert_int_equal (cvr_held_budget_pinned (f->budget), 0);
+}
+
 int
 main (void)
 {
@@ -290,6 +322,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_pinned_buffers_stay_within_the_budget,
                                          s_fixture_setup, s_fixture_teardown),
         cmocka_unit_test_setup_teardown (test_first_buffer_is_sized_as_asked,
+                                         s_fixture_setup, s_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_written_buffers_are_reused,
                                          s_fixture_setup, s_fixture_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
