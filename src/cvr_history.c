@@ -15,8 +15,30 @@ struct _cvr_history_t {
     size_t capacity;            //  events kept at most
     size_t count;               //  events kept now
     uint64_t seq;               //  latest seq given out
-    zhashx_t *roots;            //  root -> latest seq of that root (as a pointer)
+    zhashx_t *roots;            //  root -> latest seq of that root (uint64_t *)
 };
+
+static void
+s_seq_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+//  Sets root's latest seq and returns the one before (0 for a new root):
+//  one lookup, the value being the root's own counter.
+static uint64_t
+s_root_swap (cvr_history_t *self, const char *root, uint64_t seq)
+{
+    uint64_t *latest = (uint64_t *) zhashx_lookup (self->roots, root);
+    if (!latest) {
+        latest = (uint64_t *) zmalloc (sizeof (uint64_t));
+        zhashx_insert (self->roots, root, latest);
+    }
+    uint64_t prev = *latest;
+    *latest = seq;
+    return prev;
+}
 
 cvr_history_t *
 cvr_history_new (size_t capacity)
@@ -25,6 +47,7 @@ cvr_history_new (size_t capacity)
     self->capacity = capacity ? capacity : 1;
     self->ring = (s_entry_t *) zmalloc (self->capacity * sizeof (s_entry_t));
     self->roots = zhashx_new ();
+    zhashx_set_destructor (self->roots, s_seq_free);
     return self;
 }
 
@@ -75,8 +98,7 @@ cvr_history_append (cvr_history_t *self, const char *topic, const char *root,
                     cvr_wr_t *body)
 {
     uint64_t seq = ++self->seq;
-    uint64_t prev = (uint64_t) (uintptr_t) zhashx_lookup (self->roots, root);
-    zhashx_update (self->roots, root, (void *) (uintptr_t) seq);
+    uint64_t prev = s_root_swap (self, root, seq);
     cvr_wr_kuint (body, "seq", seq);
     cvr_wr_kuint (body, "prev", prev);
     cvr_wr_close (body);
@@ -98,7 +120,7 @@ cvr_history_put (cvr_history_t *self, const char *topic, const char *root,
     if (seq != self->seq + 1)
         return -1;
     self->seq = seq;
-    zhashx_update (self->roots, root, (void *) (uintptr_t) seq);
+    s_root_swap (self, root, seq);
     s_keep (self, seq, topic, body, size);
     return 0;
 }
@@ -174,8 +196,7 @@ cvr_history_write_numbering (cvr_history_t *self, cvr_wr_t *w)
         sorted [i++] = key;
     qsort (sorted, count, sizeof (char *), s_cmp_str);
     for (i = 0; i < count; i++)
-        cvr_wr_kuint (w, sorted [i], (uint64_t) (uintptr_t) zhashx_lookup (self->roots,
-                                                                           sorted [i]));
+        cvr_wr_kuint (w, sorted [i], *(uint64_t *) zhashx_lookup (self->roots, sorted [i]));
     free (sorted);
     zlistx_destroy (&keys);
     cvr_wr_close (w);
@@ -208,7 +229,7 @@ cvr_history_read_numbering (cvr_history_t *self, const msgpack_object *o)
         char *root = cvr_obj_strdup (&roots->via.map.ptr [i].key);
         uint64_t root_seq;
         cvr_obj_uint (&roots->via.map.ptr [i].val, &root_seq);
-        zhashx_update (self->roots, root, (void *) (uintptr_t) root_seq);
+        s_root_swap (self, root, root_seq);
         free (root);
     }
     return 0;

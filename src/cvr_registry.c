@@ -184,8 +184,14 @@ s_publish (cvr_effects_t *effects, const cvr_service_t *service,
 {
     if (!effects)
         return;
+    //  "service/" + the name (cut short as snprintf would), without the
+    //  cost of a format on every registration.
+    static const char prefix [] = "service/";
     char root [256];
-    snprintf (root, sizeof (root), "service/%s", service->service_name);
+    size_t len = strnlen (service->service_name, sizeof (root) - sizeof (prefix));
+    memcpy (root, prefix, sizeof (prefix) - 1);
+    memcpy (root + sizeof (prefix) - 1, service->service_name, len);
+    root [sizeof (prefix) - 1 + len] = 0;
     cvr_wr_t *body = cvr_effects_add (effects, root, type, type, now);
     cvr_wr_str (body, "service");
     cvr_proto_write_service (body, service);
