@@ -154,6 +154,12 @@ cvr_deadlines_next (cvr_deadlines_t *self)
     return self->size ? self->heap [0].deadline : INT64_MAX;
 }
 
+void
+cvr_deadlines_prefetch (cvr_deadlines_t *self, const char *key, size_t len)
+{
+    cvr_map_prefetch_slot (self->by_key, key, len);
+}
+
 size_t
 cvr_deadlines_size (cvr_deadlines_t *self)
 {

@@ -34,5 +34,9 @@ int64_t
     cvr_deadlines_next (cvr_deadlines_t *self);
 size_t
     cvr_deadlines_size (cvr_deadlines_t *self);
+//  Hints that key (len bytes) is about to be set: fetches its map slot
+//  into cache (see cvr_map_prefetch_slot). Changes nothing.
+void
+    cvr_deadlines_prefetch (cvr_deadlines_t *self, const char *key, size_t len);
 
 #endif

@@ -73,6 +73,12 @@ cvr_leases_next (cvr_leases_t *self, cvr_registry_t *registry, int64_t now,
     return false;
 }
 
+void
+cvr_leases_prefetch (cvr_leases_t *self, const char *service_id, size_t len)
+{
+    cvr_deadlines_prefetch (self->deadlines, service_id, len);
+}
+
 size_t
 cvr_leases_size (cvr_leases_t *self)
 {

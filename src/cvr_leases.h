@@ -36,6 +36,11 @@ bool
     cvr_leases_next (cvr_leases_t *self, cvr_registry_t *registry, int64_t now,
                      cvr_cmd_t *cmd);
 
+//  Hints that a lease for service_id (len bytes) is about to be set: its
+//  slot in the deadlines' map comes into cache. Changes nothing.
+void
+    cvr_leases_prefetch (cvr_leases_t *self, const char *service_id, size_t len);
+
 //  Services with a pending transition.
 size_t
     cvr_leases_size (cvr_leases_t *self);

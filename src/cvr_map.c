@@ -190,7 +190,7 @@ cvr_map_prefetch_slot (cvr_map_t *self, const char *key, size_t len)
     __builtin_prefetch (&self->slots [(size_t) s_hash_n (key, len) & (self->capacity - 1)]);
 }
 
-void
+bool
 cvr_map_prefetch_value (cvr_map_t *self, const char *key, size_t len)
 {
     uint64_t hash = s_hash_n (key, len);
@@ -202,6 +202,7 @@ cvr_map_prefetch_value (cvr_map_t *self, const char *key, size_t len)
             __builtin_prefetch (self->slots [i].value);
             __builtin_prefetch ((const char *) self->slots [i].value + 64);
             __builtin_prefetch (self->slots [i].key);
-            return;
+            return true;
         }
+    return false;
 }

@@ -59,10 +59,11 @@ void *
 //  (len bytes, no NUL needed), then, once those are likely in cache, the
 //  value (its first 128 bytes) and key of each (those of the first slot
 //  with the key's hash: keys are not compared). Neither changes anything
-//  nor fails.
+//  nor fails. The second returns false when no slot has the key's hash:
+//  the key is surely absent.
 void
     cvr_map_prefetch_slot (cvr_map_t *self, const char *key, size_t len);
-void
+bool
     cvr_map_prefetch_value (cvr_map_t *self, const char *key, size_t len);
 
 #endif

@@ -315,13 +315,13 @@ cvr_registry_lookup (cvr_registry_t *self, const char *service_id)
     return (const cvr_service_t *) cvr_map_get (self->services, service_id);
 }
 
-void
+bool
 cvr_registry_prefetch (cvr_registry_t *self, const char *service_id, size_t len, int step)
 {
-    if (step == 0)
-        cvr_map_prefetch_slot (self->services, service_id, len);
-    else
-        cvr_map_prefetch_value (self->services, service_id, len);
+    if (step == 1)
+        return cvr_map_prefetch_value (self->services, service_id, len);
+    cvr_map_prefetch_slot (self->services, service_id, len);
+    return true;
 }
 
 size_t

@@ -55,8 +55,9 @@ const cvr_service_t *
 
 //  Hints that service_id (len bytes) is about to be looked up: step 0
 //  fetches its map slot into cache, step 1 (after the slots of a batch)
-//  its record. See cvr_map_prefetch_slot.
-void
+//  its record. See cvr_map_prefetch_slot. Step 1 returns false when the
+//  service is surely not registered (a registration is likely to come).
+bool
     cvr_registry_prefetch (cvr_registry_t *self, const char *service_id, size_t len,
                            int step);
 

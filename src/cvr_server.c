@@ -1689,12 +1689,15 @@ s_recv_envelope (void *router, s_envelope_t *env)
 //  step 0 its map slot, step 1 (a few requests later, when the slot is
 //  likely in) the record. At a million services both are cache and TLB
 //  misses; in flight together, they overlap instead of stalling in turn.
+//  A service surely not registered is likely being registered: then its
+//  lease's slot too (heartbeats never touch the lease heap).
 static void
 s_prefetch (cvr_server_t *self, s_envelope_t *env, int step)
 {
-    if (env->hint)
-        cvr_registry_prefetch (cvr_state_registry (self->state), env->hint, env->hint_len,
-                               step);
+    if (env->hint
+    &&  !cvr_registry_prefetch (cvr_state_registry (self->state), env->hint, env->hint_len,
+                                step))
+        cvr_leases_prefetch (self->leases, env->hint, env->hint_len);
 }
 
 //  Answers one envelope (or defers its reply) and frees its frames.

@@ -96,7 +96,8 @@ test_random_against_zhashx (void **state)
 }
 
 //  A map big enough for huge-page slot arrays (2 MB and up: 131,072
-//  slots), the cursor's keys, and prefetch hints that change nothing.
+//  slots), the cursor's keys, and prefetch hints that change nothing
+//  (and tell a key surely absent).
 static void
 test_large_cursor_prefetch (void **state)
 {
@@ -111,11 +112,12 @@ test_large_cursor_prefetch (void **state)
     assert_int_equal (cvr_map_size (map), count);
     for (int i = 0; i < count; i++) {
         cvr_map_prefetch_slot (map, items [i].key, strlen (items [i].key));
-        cvr_map_prefetch_value (map, items [i].key, strlen (items [i].key));
+        assert_true (cvr_map_prefetch_value (map, items [i].key, strlen (items [i].key)));
     }
+    //  An absent key is reported so (its 64-bit hash is in no slot).
     cvr_map_prefetch_slot (map, "absent", 6);
-    cvr_map_prefetch_value (map, "absent", 6);
-    cvr_map_prefetch_value (map, "svc-1", 3);       //  a prefix: "svc"
+    assert_false (cvr_map_prefetch_value (map, "absent", 6));
+    assert_false (cvr_map_prefetch_value (map, "svc-1", 3));    //  a prefix: "svc"
     //  Iteration visits each value once.
     size_t cursor = 0, seen = 0;
     item_t *item;
