@@ -7,20 +7,7 @@ struct _cvr_msg_t {
                                     //  point into it rather than copy
 };
 
-typedef struct {
-    size_t header;                  //  offset of the 5-byte container header
-    uint32_t items;                 //  values written inside so far
-    bool is_map;                    //  map (count = items / 2) or array
-} s_open_t;
-
-struct _cvr_wr_t {
-    uint8_t *data;                  //  bytes written
-    size_t size;                    //  bytes used
-    size_t capacity;                //  bytes allocated
-    msgpack_packer packer;          //  writes scalars into data
-    s_open_t open [CVR_PROTO_MAX_DEPTH];    //  containers not yet closed
-    size_t depth;                   //  how many are open
-};
+typedef cvr_wr_open_t s_open_t;
 
 //  --------------------------------------------------------------------------
 //  Reading
@@ -422,7 +409,7 @@ s_put_scalar (cvr_wr_t *self, uint8_t type, uint64_t v, size_t n)
 }
 
 void
-cvr_wr_strn (cvr_wr_t *self, const char *s, size_t len)
+cvr_wr_strn_any (cvr_wr_t *self, const char *s, size_t len)
 {
     s_count (self);
     s_reserve (self, len + 5);

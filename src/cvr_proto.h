@@ -19,6 +19,14 @@
 typedef struct _cvr_msg_t cvr_msg_t;
 typedef struct _cvr_wr_t cvr_wr_t;
 
+//  The writer's state is here only for the inline fast path of short
+//  strings below (every key, most values); use the functions.
+typedef struct {
+    size_t header;                  //  offset of the 5-byte container header
+    uint32_t items;                 //  values written inside so far
+    bool is_map;                    //  map (count = items / 2) or array
+} cvr_wr_open_t;
+
 //  Nesting deeper than this is refused on read and on write.
 #define CVR_PROTO_MAX_DEPTH 32
 
@@ -102,8 +110,9 @@ void
     cvr_wr_array (cvr_wr_t *self);      //  opens an array
 void
     cvr_wr_close (cvr_wr_t *self);      //  closes the innermost container
+//  A string of len bytes (any length; cvr_wr_strn inlines the short case).
 void
-    cvr_wr_strn (cvr_wr_t *self, const char *s, size_t len);
+    cvr_wr_strn_any (cvr_wr_t *self, const char *s, size_t len);
 void
     cvr_wr_int (cvr_wr_t *self, int64_t value);
 void
@@ -118,6 +127,34 @@ void
 //  Writes one complete, already encoded msgpack value.
 void
     cvr_wr_raw (cvr_wr_t *self, const void *data, size_t size);
+struct _cvr_wr_t {
+    uint8_t *data;                  //  bytes written
+    size_t size;                    //  bytes used
+    size_t capacity;                //  bytes allocated
+    msgpack_packer packer;          //  writes the rarer scalars into data
+    cvr_wr_open_t open [CVR_PROTO_MAX_DEPTH];   //  containers not yet closed
+    size_t depth;                   //  how many are open
+};
+
+//  A string of len bytes. A short one (a fixstr) that fits the buffer is
+//  written here, inline: with a literal, the length and the copy are known
+//  when compiling.
+static inline void
+cvr_wr_strn (cvr_wr_t *self, const char *s, size_t len)
+{
+    if (len < 32 && self->size + len + 1 <= self->capacity) {
+        if (self->depth)
+            self->open [self->depth - 1].items++;
+        uint8_t *p = self->data + self->size;
+        *p = (uint8_t) (0xa0 | len);
+        if (len)
+            memcpy (p + 1, s, len);
+        self->size += len + 1;
+    }
+    else
+        cvr_wr_strn_any (self, s, len);
+}
+
 //  A C string; NULL writes nil. Inline, and so are the key-value
 //  shorthands for maps below, so that the length of a literal key is
 //  known when compiling.
