@@ -214,13 +214,16 @@ cvr_obj_get (const msgpack_object *o, const char *key)
     if (!o || o->type != MSGPACK_OBJECT_MAP)
         return NULL;
     size_t keylen = strlen (key);
-    //  Later duplicates win, as in most decoders that build a dict.
+    //  Later duplicates win, as in most decoders that build a dict: the
+    //  scan goes from the end and stops at the first match.
     const msgpack_object *found = NULL;
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
+    for (uint32_t i = o->via.map.size; i-- > 0; ) {
         const msgpack_object *k = &o->via.map.ptr [i].key;
         if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == keylen
-        &&  memcmp (k->via.str.ptr, key, keylen) == 0)
+        &&  memcmp (k->via.str.ptr, key, keylen) == 0) {
             found = &o->via.map.ptr [i].val;
+            break;
+        }
     }
     if (found && found->type == MSGPACK_OBJECT_NIL)
         return NULL;
@@ -393,8 +396,23 @@ cvr_wr_close (cvr_wr_t *self)
 static inline uint8_t *
 s_put_be (uint8_t *p, uint64_t v, size_t n)
 {
-    for (size_t i = n; i-- > 0; v >>= 8)
-        p [i] = (uint8_t) v;
+    if (n == 8) {
+        uint64_t be = __builtin_bswap64 (v);
+        memcpy (p, &be, 8);
+    }
+    else
+    if (n == 4) {
+        uint32_t be = __builtin_bswap32 ((uint32_t) v);
+        memcpy (p, &be, 4);
+    }
+    else
+    if (n == 2) {
+        uint16_t be = __builtin_bswap16 ((uint16_t) v);
+        memcpy (p, &be, 2);
+    }
+    else
+    if (n == 1)
+        *p = (uint8_t) v;
     return p + n;
 }
 
