@@ -209,11 +209,10 @@ cvr_obj_is_str_map (const msgpack_object *o)
 }
 
 const msgpack_object *
-cvr_obj_get (const msgpack_object *o, const char *key)
+cvr_obj_getn (const msgpack_object *o, const char *key, size_t keylen)
 {
     if (!o || o->type != MSGPACK_OBJECT_MAP)
         return NULL;
-    size_t keylen = strlen (key);
     //  Later duplicates win, as in most decoders that build a dict: the
     //  scan goes from the end and stops at the first match.
     const msgpack_object *found = NULL;

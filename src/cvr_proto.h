@@ -67,10 +67,18 @@ const msgpack_object *
 bool
     cvr_obj_is_str_map (const msgpack_object *o);
 
-//  The value of key in map o; NULL when o is not a map, the key is absent
-//  or its value is nil. Borrowed.
+//  The value of the key of keylen bytes in map o; NULL when o is not a
+//  map, the key is absent or its value is nil. Borrowed.
 const msgpack_object *
-    cvr_obj_get (const msgpack_object *o, const char *key);
+    cvr_obj_getn (const msgpack_object *o, const char *key, size_t keylen);
+
+//  The same for a C string key (inline: a literal's length is known when
+//  compiling).
+static inline const msgpack_object *
+cvr_obj_get (const msgpack_object *o, const char *key)
+{
+    return cvr_obj_getn (o, key, strlen (key));
+}
 
 //  True if o is a string equal to s.
 bool
