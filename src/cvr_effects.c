@@ -8,6 +8,8 @@ typedef struct {
     size_t names_size;          //  bytes allocated
     const char *root;           //  inside names
     cvr_wr_t *body;             //  owned, reused across clears
+    size_t service_at;          //  where its "service" record starts in body
+    size_t service_size;        //  and its bytes; 0 when it carries none
 } s_event_t;
 
 struct _cvr_effects_t {
@@ -71,6 +73,7 @@ cvr_effects_add (cvr_effects_t *self, const char *root, const char *leaf,
     names += root_len + leaf_len + 2;
     memcpy (names, root, root_len + 1);
     event->root = names;
+    event->service_size = 0;
     cvr_wr_reset (event->body);
     cvr_wr_map (event->body);
     cvr_wr_kstr (event->body, "type", type);
@@ -82,6 +85,28 @@ size_t
 cvr_effects_size (cvr_effects_t *self)
 {
     return self->size;
+}
+
+void
+cvr_effects_put_service (cvr_effects_t *self, const cvr_service_t *service)
+{
+    assert (self->size > 0);
+    s_event_t *event = &self->events [self->size - 1];
+    cvr_wr_str (event->body, "service");
+    event->service_at = cvr_wr_size (event->body);
+    cvr_proto_write_service (event->body, service);
+    event->service_size = cvr_wr_size (event->body) - event->service_at;
+}
+
+const uint8_t *
+cvr_effects_service (cvr_effects_t *self, size_t *size)
+{
+    for (size_t i = self->size; i-- > 0; )
+        if (self->events [i].service_size) {
+            *size = self->events [i].service_size;
+            return cvr_wr_data (self->events [i].body) + self->events [i].service_at;
+        }
+    return NULL;
 }
 
 const char *

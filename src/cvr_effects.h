@@ -25,6 +25,17 @@ void
 cvr_wr_t *
     cvr_effects_add (cvr_effects_t *self, const char *root, const char *leaf,
                      const char *type, int64_t at);
+//  Adds "service": the record to the body of the event last added, and
+//  remembers where its bytes are.
+void
+    cvr_effects_put_service (cvr_effects_t *self, const cvr_service_t *service);
+//  The encoded record of the last event that carries one, and its size:
+//  the bytes cvr_proto_write_service gave for the record as it was then
+//  (borrowed, until the next add or clear); NULL when none does. A reply
+//  with the record just changed copies it from here instead of encoding
+//  it again.
+const uint8_t *
+    cvr_effects_service (cvr_effects_t *self, size_t *size);
 size_t
     cvr_effects_size (cvr_effects_t *self);
 //  Topic, root and body of the index'th event. Borrowed.

@@ -192,9 +192,8 @@ s_publish (cvr_effects_t *effects, const cvr_service_t *service,
     memcpy (root, prefix, sizeof (prefix) - 1);
     memcpy (root + sizeof (prefix) - 1, service->service_name, len);
     root [sizeof (prefix) - 1 + len] = 0;
-    cvr_wr_t *body = cvr_effects_add (effects, root, type, type, now);
-    cvr_wr_str (body, "service");
-    cvr_proto_write_service (body, service);
+    cvr_effects_add (effects, root, type, type, now);
+    cvr_effects_put_service (effects, service);
 }
 
 static bool

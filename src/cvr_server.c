@@ -577,7 +577,8 @@ s_on_log (zloop_t *loop, zsock_t *sock, void *arg)
 
 //  Numbers and publishes the events of the command just applied. With a
 //  log, the events published are the committed state's (s_drain_events),
-//  the same on every node: these are dropped.
+//  the same on every node: the leader's state writes none. They stay
+//  until the next command (its handler may copy a record from them).
 static void
 s_publish_effects (cvr_server_t *self)
 {
@@ -593,7 +594,6 @@ s_publish_effects (cvr_server_t *self)
         zmq_send (pub, cvr_wr_data (body), cvr_wr_size (body), ZMQ_DONTWAIT);
         s_log (self, S_DEBUG, "event %" PRIu64 " %s", seq, topic);
     }
-    cvr_effects_clear (self->effects);
 }
 
 //  With a log: publishes the committed state's events as they come, into
@@ -637,6 +637,7 @@ s_submit (cvr_server_t *self, const cvr_cmd_t *cmd)
 {
     //  With a log, the events published are the committed state's (they
     //  come from the log thread): this state's own are not even written.
+    cvr_effects_clear (self->effects);
     cvr_err_t rc = cvr_state_apply (self->state, cmd, self->log ? NULL : self->effects);
     if (rc == CVR_OK && self->log)
         cvr_log_append (self->log, cmd);
@@ -775,7 +776,15 @@ s_op_register (cvr_server_t *self, const msgpack_object *req, cvr_wr_t *reply)
                               service->last_heartbeat_at);
     cvr_wr_kint (reply, "lease_ms", service->lease_ms);
     cvr_wr_str (reply, "service");
-    cvr_proto_write_service (reply, service);
+    //  The record as its registered or updated event carries it (in memory;
+    //  the same bytes), else encoded here (with a log, or when nothing
+    //  changed and no event went out).
+    size_t size;
+    const uint8_t *record = cvr_effects_service (self->effects, &size);
+    if (record)
+        cvr_wr_raw (reply, record, size);
+    else
+        cvr_proto_write_service (reply, service);
     return CVR_OK;
 }
 

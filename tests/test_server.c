@@ -311,6 +311,75 @@ test_lease_lifecycle (void **state)
     s_fixture_destroy (&self);
 }
 
+//  The bytes of o as msgpack (caller destroys).
+static cvr_wr_t *
+s_encode (const msgpack_object *o)
+{
+    assert_non_null (o);
+    cvr_wr_t *w = cvr_wr_new ();
+    cvr_wr_obj (w, o);
+    return w;
+}
+
+static void
+s_assert_same_object (const msgpack_object *a, const msgpack_object *b)
+{
+    cvr_wr_t *wa = s_encode (a), *wb = s_encode (b);
+    assert_int_equal (cvr_wr_size (wa), cvr_wr_size (wb));
+    assert_memory_equal (cvr_wr_data (wa), cvr_wr_data (wb), cvr_wr_size (wa));
+    cvr_wr_destroy (&wa);
+    cvr_wr_destroy (&wb);
+}
+
+//  A register reply's record (copied from its event when there is one,
+//  encoded afresh when nothing changed) is the record as stored: the one
+//  get_service returns and the event carries, for a new service, an
+//  update, a registration that changes nothing, and a rename (whose last
+//  event carries the new record).
+static void
+test_register_reply_carries_the_record (void **state)
+{
+    fixture_t *self = s_fixture ("30000", "100");
+    s_wait_subscribed (self);
+    struct {
+        const char *name, *endpoint;
+        int64_t revision;
+        const char *topic;          //  the event that carries the record, or NULL
+    } steps [] = {
+        { "orders", "tcp://10.0.0.1:1", 1, "service/orders/registered" },
+        { "orders", "tcp://10.0.0.1:1", 1, NULL },
+        { "orders", "tcp://10.0.0.1:2", 2, "service/orders/updated" },
+        { "billing", "tcp://10.0.0.1:2", 3, "service/billing/registered" },
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps [0]; i++) {
+        cvr_msg_t *reply = s_call (self, "register", "sssss", "service_id", "svc-r",
+                                   "service_name", steps [i].name, "service_type", "sink",
+                                   "endpoint", steps [i].endpoint, "group_id", "g1");
+        assert_string_equal (s_error (reply), "OK");
+        const msgpack_object *record = cvr_obj_get (cvr_msg_root (reply), "service");
+        assert_int_equal (cvr_obj_get_int (record, "revision", -1), steps [i].revision);
+        char *name = cvr_obj_get_strdup (record, "service_name");
+        assert_string_equal (name, steps [i].name);
+        free (name);
+        cvr_msg_t *stored = s_call (self, "get_service", "s", "service_id", "svc-r");
+        s_assert_same_object (record, cvr_obj_get (cvr_msg_root (stored), "service"));
+        cvr_msg_destroy (&stored);
+        if (steps [i].topic) {
+            //  A rename publishes the old name's deregistered first.
+            event_t event;
+            do {
+                assert_true (s_next_event (self, &event));
+                if (strneq (event.topic, steps [i].topic))
+                    cvr_msg_destroy (&event.body);
+            } while (!event.body);
+            s_assert_same_object (record, cvr_obj_get (cvr_msg_root (event.body), "service"));
+            cvr_msg_destroy (&event.body);
+        }
+        cvr_msg_destroy (&reply);
+    }
+    s_fixture_destroy (&self);
+}
+
 static void
 test_heartbeat_keeps_and_restores (void **state)
 {
@@ -485,6 +554,7 @@ main (void)
         cmocka_unit_test (test_req_and_dealer_envelopes),
         cmocka_unit_test (test_check_order),
         cmocka_unit_test (test_lease_lifecycle),
+        cmocka_unit_test (test_register_reply_carries_the_record),
         cmocka_unit_test (test_heartbeat_keeps_and_restores),
         cmocka_unit_test (test_bad_input_changes_nothing),
         cmocka_unit_test (test_events_since_and_compaction),
