@@ -251,7 +251,8 @@ test_writer_bytes_match_msgpack_c (void **state)
     for (int bit = 0; bit < 64; bit++)
         for (int delta = -1; delta <= 1; delta++) {
             uint64_t u = ((uint64_t) 1 << bit) + (uint64_t) (int64_t) delta;
-            int64_t values [] = { (int64_t) u, -(int64_t) u, (int64_t) (u - 1) };
+            //  Negated as unsigned: -(int64_t) (1 << 63) would overflow.
+            int64_t values [] = { (int64_t) u, (int64_t) (0 - u), (int64_t) (u - 1) };
             for (size_t i = 0; i < 3; i++) {
                 cvr_wr_reset (w);
                 msgpack_sbuffer_clear (&sb);
