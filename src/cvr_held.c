@@ -97,17 +97,21 @@ s_spare_put (cvr_held_budget_t *budget, s_buffer_t *buffer)
     free (buffer);
 }
 
-//  A spare, or NULL. Only the holders' thread takes them.
+//  A spare of at least capacity bytes and at most four times that, or
+//  NULL. Spares outside that are freed: one grown by a burst would else
+//  serve every later small batch, and a buffer sent in place pins its
+//  whole capacity. Only the holders' thread takes them.
 static s_buffer_t *
-s_spare_take (cvr_held_budget_t *budget)
+s_spare_take (cvr_held_budget_t *budget, size_t capacity)
 {
     for (size_t i = 0; i < S_SPARES; i++) {
         s_buffer_t *buffer = atomic_exchange_explicit (&budget->spares [i], NULL,
                                                        memory_order_acquire);
-        if (buffer) {
+        if (buffer && buffer->capacity >= capacity && buffer->capacity / 4 <= capacity) {
             atomic_fetch_add_explicit (&budget->reused, 1, memory_order_relaxed);
             return buffer;
         }
+        free (buffer);
     }
     return NULL;
 }
@@ -165,11 +169,7 @@ s_reserve (cvr_held_t *self, size_t need)
 {
     s_buffer_t *buffer = self->buffer;
     if (!buffer) {
-        buffer = s_spare_take (self->budget);
-        if (buffer && buffer->capacity < self->hint) {
-            free (buffer);
-            buffer = NULL;
-        }
+        buffer = s_spare_take (self->budget, self->hint);
         if (!buffer) {
             buffer = (s_buffer_t *) malloc (sizeof (s_buffer_t) + self->hint);
             if (buffer)

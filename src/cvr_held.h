@@ -4,7 +4,7 @@
     --data-dir, until its log entry is committed), appended one after
     another to one buffer. Sending hands each body to ZeroMQ in place: the
     buffer is reference-counted, one reference per body in flight, and
-    freed by whichever thread drops the last (the I/O thread, once the
+    released by whichever thread drops the last (the I/O thread, once the
     last reply is written). So a reply is copied once, into the buffer,
     and a batch costs one allocation instead of one per reply, which the
     I/O thread would free into the server thread's heap under its lock.
@@ -12,8 +12,9 @@
     Once sent, the buffer is never written again: the next reply starts a
     new one, sized like the last batch. A buffer whose replies are all
     written goes back to its budget's spares (at most 4, of at most 2 MB
-    each), and the next batch reuses it: holding replies then touches no
-    fresh memory, which faults in page by page.
+    each, not counted as pinned), and a later batch reuses one whose size
+    is within four times what it needs (others are freed): holding
+    replies then touches no fresh memory, which faults in page by page.
 
     A reply not yet written to its client keeps its whole buffer alive,
     the other clients' replies included: a client that stops reading

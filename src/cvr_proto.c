@@ -395,6 +395,12 @@ cvr_wr_close (cvr_wr_t *self)
 static inline uint8_t *
 s_put_be (uint8_t *p, uint64_t v, size_t n)
 {
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    for (size_t i = n; i-- > 0; v >>= 8)
+        p [i] = (uint8_t) v;
+    return p + n;
+#else
+    //  A little-endian host: one byte swap and a store.
     if (n == 8) {
         uint64_t be = __builtin_bswap64 (v);
         memcpy (p, &be, 8);
@@ -413,6 +419,7 @@ s_put_be (uint8_t *p, uint64_t v, size_t n)
     if (n == 1)
         *p = (uint8_t) v;
     return p + n;
+#endif
 }
 
 //  A type byte and n big-endian bytes of v.

@@ -1699,7 +1699,8 @@ s_recv_envelope (void *router, s_envelope_t *env)
 //  likely in) the record. At a million services both are cache and TLB
 //  misses; in flight together, they overlap instead of stalling in turn.
 //  A service surely not registered is likely being registered: then its
-//  lease's slot too (heartbeats never touch the lease heap).
+//  lease's slot too (a heartbeat that keeps its health never touches the
+//  lease heap).
 static void
 s_prefetch (cvr_server_t *self, s_envelope_t *env, int step)
 {

@@ -292,7 +292,8 @@ test_written_buffers_are_reused (void **state)
     assert_int_equal (cvr_held_budget_reused (f->budget), reused);
     s_expect (f->p.a, "first");
     s_expect (f->p.a, "second");
-    //  Both are spares now: the next two batches take them.
+    //  Both are spares now: each batch takes one (the first slot's, put
+    //  back once read, serves both).
     char body [600];
     for (int batch = 0; batch < 2; batch++) {
         snprintf (body, sizeof (body), "reused %d %0500d", batch, batch);
@@ -304,6 +305,39 @@ test_written_buffers_are_reused (void **state)
         s_expect (f->p.a, "short");
     }
     assert_int_equal (cvr_held_budget_pinned (f->budget), 0);
+}
+
+//  A spare grown by a burst is reused by a batch of about its size, but
+//  not by a small one, which it would make pin its whole capacity: that
+//  one gets a buffer of its own size.
+static void
+test_oversized_spares_are_freed (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    void *router = zsock_resolve (f->p.router);
+    size_t big_size = 200 * 1024;
+    char *big = (char *) malloc (big_size + 1);
+    assert_non_null (big);
+    memset (big, 'b', big_size);
+    big [big_size] = 0;
+    s_add (f->held, "A", big);
+    cvr_held_send (f->held, router);
+    s_expect (f->p.a, big);
+    //  The next batch is sized like that one: the spare fits and is taken.
+    size_t reused = cvr_held_budget_reused (f->budget);
+    s_add (f->held, "A", "small");
+    cvr_held_send (f->held, router);
+    assert_int_equal (cvr_held_budget_reused (f->budget), reused + 1);
+    s_expect (f->p.a, "small");
+    //  The one after is sized like "small": the big spare is not taken.
+    s_add (f->held, "A", "tiny");
+    cvr_held_send (f->held, router);
+    assert_int_equal (cvr_held_budget_reused (f->budget), reused + 1);
+    size_t pinned = cvr_held_budget_pinned (f->budget);
+    assert_true (pinned > 0 && pinned < 100000);
+    s_expect (f->p.a, "tiny");
+    assert_int_equal (cvr_held_budget_pinned (f->budget), 0);
+    free (big);
 }
 
 int
@@ -324,6 +358,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_first_buffer_is_sized_as_asked,
                                          s_fixture_setup, s_fixture_teardown),
         cmocka_unit_test_setup_teardown (test_written_buffers_are_reused,
+                                         s_fixture_setup, s_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_oversized_spares_are_freed,
                                          s_fixture_setup, s_fixture_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
