@@ -1111,6 +1111,73 @@ test_malformed_commands (void **unused)
 //  read replaces the last (its zone is cleared, not freed), a command
 //  outlives the bytes it was read from, a refused one leaves the decoder
 //  fit for the next, and one too big for the zone's first chunk reads too.
+//  A registration's service read from a map in any key order: a nil
+//  optional field is absent, a later duplicate wins, a required field
+//  absent or nil refuses the command.
+static void
+test_service_fields_any_order (void **unused)
+{
+    const char *cases [] = { "ok", "no id", "nil name" };
+    for (size_t c = 0; c < sizeof (cases) / sizeof (cases [0]); c++) {
+        cvr_wr_t *w = cvr_wr_new ();
+        cvr_wr_map (w);
+        cvr_wr_kint (w, "t", CVR_CMD_REGISTER);
+        cvr_wr_kint (w, "n", 5);
+        cvr_wr_str (w, "sv");
+        cvr_wr_map (w);
+        cvr_wr_kint (w, "r", 3);
+        cvr_wr_kstr (w, "ep", "tcp://first");
+        cvr_wr_str (w, "l");
+        cvr_wr_array (w);
+        cvr_wr_array (w);
+        cvr_wr_str (w, "zone");
+        cvr_wr_str (w, "a");
+        cvr_wr_close (w);
+        cvr_wr_close (w);
+        cvr_wr_kint (w, "lm", 1000);
+        cvr_wr_kint (w, "lh", 7);
+        cvr_wr_kint (w, "ra", 6);
+        cvr_wr_kint (w, "w", 50);
+        cvr_wr_kstr (w, "h", "degraded");
+        cvr_wr_str (w, "ty");
+        cvr_wr_nil (w);
+        if (streq (cases [c], "nil name")) {
+            cvr_wr_str (w, "nm");
+            cvr_wr_nil (w);
+        }
+        else
+            cvr_wr_kstr (w, "nm", "orders");
+        cvr_wr_kstr (w, "ep", "tcp://second");
+        if (!streq (cases [c], "no id"))
+            cvr_wr_kstr (w, "id", "svc-1");
+        cvr_wr_close (w);
+        cvr_wr_close (w);
+        cvr_codec_cmd_t *cmd = s_read_cmd_bytes (cvr_wr_data (w), cvr_wr_size (w));
+        cvr_wr_destroy (&w);
+        if (!streq (cases [c], "ok")) {
+            assert_null (cmd);
+            continue;
+        }
+        assert_non_null (cmd);
+        const cvr_service_t *service = cvr_codec_cmd (cmd)->service;
+        assert_string_equal (service->service_id, "svc-1");
+        assert_string_equal (service->service_name, "orders");
+        assert_null (service->service_type);
+        assert_string_equal (service->endpoint, "tcp://second");
+        assert_null (service->group_id);
+        assert_int_equal (service->health, CVR_HEALTH_DEGRADED);
+        assert_int_equal (service->weight, 50);
+        assert_int_equal (service->registered_at, 6);
+        assert_int_equal (service->last_heartbeat_at, 7);
+        assert_int_equal (service->lease_ms, 1000);
+        assert_int_equal (service->revision, 3);
+        assert_int_equal (service->labels_count, 1);
+        assert_string_equal (service->labels [0].key, "zone");
+        assert_string_equal (service->labels [0].value, "a");
+        cvr_codec_cmd_destroy (&cmd);
+    }
+}
+
 static void
 test_one_decoder_reads_a_stream (void **unused)
 {
@@ -1185,6 +1252,7 @@ main (void)
         cmocka_unit_test (test_snapshot_keeps_session_deadlines),
         cmocka_unit_test (test_malformed_snapshots),
         cmocka_unit_test (test_malformed_commands),
+        cmocka_unit_test (test_service_fields_any_order),
         cmocka_unit_test (test_one_decoder_reads_a_stream),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
