@@ -293,19 +293,13 @@ s_get_str (msgpack_zone *owned, const msgpack_object *map, const char *key, cons
     return s_str (owned, cvr_obj_get (map, key), out);
 }
 
-//  A value that may be absent or nil (NULL), else a string.
-static int
-s_opt (msgpack_zone *owned, const msgpack_object *o, const char **out)
-{
-    *out = NULL;
-    return o ? s_str (owned, o, out) : 0;
-}
-
 //  A field that may be absent or nil (NULL), else a string.
 static int
 s_get_opt (msgpack_zone *owned, const msgpack_object *map, const char *key, const char **out)
 {
-    return s_opt (owned, cvr_obj_get (map, key), out);
+    const msgpack_object *o = cvr_obj_get (map, key);
+    *out = NULL;
+    return o ? s_str (owned, o, out) : 0;
 }
 
 static int
@@ -321,8 +315,9 @@ s_get_uint (const msgpack_object *map, const char *key, uint64_t *out)
 }
 
 static int
-s_health (const msgpack_object *o, cvr_health_t *out)
+s_get_health (const msgpack_object *map, const char *key, cvr_health_t *out)
 {
+    const msgpack_object *o = cvr_obj_get (map, key);
     char name [16];
     if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size >= sizeof (name))
         return -1;
@@ -331,66 +326,18 @@ s_health (const msgpack_object *o, cvr_health_t *out)
     return cvr_health_parse (name, out);
 }
 
+//  A field that must be an array; *out is NULL for an empty one.
 static int
-s_get_health (const msgpack_object *map, const char *key, cvr_health_t *out)
+s_get_array (const msgpack_object *map, const char *key, const msgpack_object **items,
+             size_t *count)
 {
-    return s_health (cvr_obj_get (map, key), out);
-}
-
-//  A value that must be an array; *out is NULL for an empty one.
-static int
-s_array (const msgpack_object *o, const msgpack_object **items, size_t *count)
-{
+    const msgpack_object *o = cvr_obj_get (map, key);
     if (!o || o->type != MSGPACK_OBJECT_ARRAY)
         return -1;
     *items = o->via.array.ptr;
     *count = o->via.array.size;
     return 0;
 }
-
-static int
-s_get_array (const msgpack_object *map, const char *key, const msgpack_object **items,
-             size_t *count)
-{
-    return s_array (cvr_obj_get (map, key), items, count);
-}
-
-//  A key of a map read in one pass (s_fields).
-typedef struct {
-    const char *key;
-    size_t len;
-} s_key_t;
-
-#define S_KEY(literal) { literal, sizeof (literal) - 1 }
-
-//  The values of the keys of a string-keyed map, in one pass over it:
-//  out [i] for keys [i], NULL when absent or nil; a later duplicate wins,
-//  as with cvr_obj_get. For a record read field by field, that is one
-//  pass instead of one scan per field.
-static void
-s_fields (const msgpack_object *map, const s_key_t *keys, size_t count,
-          const msgpack_object **out)
-{
-    for (size_t f = 0; f < count; f++)
-        out [f] = NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr [i];
-        for (size_t f = 0; f < count; f++)
-            if (kv->key.via.str.size == keys [f].len
-            &&  memcmp (kv->key.via.str.ptr, keys [f].key, keys [f].len) == 0) {
-                out [f] = kv->val.type == MSGPACK_OBJECT_NIL ? NULL : &kv->val;
-                break;
-            }
-    }
-}
-
-//  A service's fields, in the order s_write_service writes them.
-enum { S_SV_ID, S_SV_NM, S_SV_TY, S_SV_EP, S_SV_G, S_SV_H, S_SV_L, S_SV_W, S_SV_RA,
-       S_SV_LH, S_SV_LM, S_SV_R, S_SV_FIELDS };
-static const s_key_t s_service_keys [S_SV_FIELDS] = {
-    S_KEY ("id"), S_KEY ("nm"), S_KEY ("ty"), S_KEY ("ep"), S_KEY ("g"), S_KEY ("h"),
-    S_KEY ("l"), S_KEY ("w"), S_KEY ("ra"), S_KEY ("lh"), S_KEY ("lm"), S_KEY ("r")
-};
 
 //  An array of exactly `size` items.
 static bool
@@ -422,23 +369,21 @@ static int
 s_read_service (msgpack_zone *owned, const msgpack_object *o, cvr_service_t *self)
 {
     *self = (cvr_service_t) { 0 };
-    const msgpack_object *labels, *f [S_SV_FIELDS];
+    const msgpack_object *labels;
     size_t count = 0;
-    if (!cvr_obj_is_str_map (o))
-        return -1;
-    s_fields (o, s_service_keys, S_SV_FIELDS, f);
-    if (s_str (owned, f [S_SV_ID], (const char **) &self->service_id)
-    ||  s_str (owned, f [S_SV_NM], (const char **) &self->service_name)
-    ||  s_opt (owned, f [S_SV_TY], (const char **) &self->service_type)
-    ||  s_opt (owned, f [S_SV_EP], (const char **) &self->endpoint)
-    ||  s_opt (owned, f [S_SV_G], (const char **) &self->group_id)
-    ||  s_health (f [S_SV_H], &self->health)
-    ||  cvr_obj_int (f [S_SV_W], &self->weight)
-    ||  cvr_obj_int (f [S_SV_RA], &self->registered_at)
-    ||  cvr_obj_int (f [S_SV_LH], &self->last_heartbeat_at)
-    ||  cvr_obj_int (f [S_SV_LM], &self->lease_ms)
-    ||  cvr_obj_int (f [S_SV_R], &self->revision)
-    ||  s_array (f [S_SV_L], &labels, &count))
+    if (!cvr_obj_is_str_map (o)
+    ||  s_get_str (owned, o, "id", (const char **) &self->service_id)
+    ||  s_get_str (owned, o, "nm", (const char **) &self->service_name)
+    ||  s_get_opt (owned, o, "ty", (const char **) &self->service_type)
+    ||  s_get_opt (owned, o, "ep", (const char **) &self->endpoint)
+    ||  s_get_opt (owned, o, "g", (const char **) &self->group_id)
+    ||  s_get_health (o, "h", &self->health)
+    ||  s_get_int (o, "w", &self->weight)
+    ||  s_get_int (o, "ra", &self->registered_at)
+    ||  s_get_int (o, "lh", &self->last_heartbeat_at)
+    ||  s_get_int (o, "lm", &self->lease_ms)
+    ||  s_get_int (o, "r", &self->revision)
+    ||  s_get_array (o, "l", &labels, &count))
         return -1;
     if (count)
         self->labels = (cvr_label_t *) s_keep (owned, count * sizeof (cvr_label_t));
