@@ -239,6 +239,27 @@ s_assert_bytes_equal (cvr_wr_t *w, msgpack_sbuffer *sb)
     assert_memory_equal (cvr_wr_data (w), sb->data, sb->size);
 }
 
+//  One integer written both ways, compared.
+static void
+s_check_int (cvr_wr_t *w, msgpack_sbuffer *sb, msgpack_packer *pk, int64_t value)
+{
+    cvr_wr_reset (w);
+    msgpack_sbuffer_clear (sb);
+    cvr_wr_int (w, value);
+    msgpack_pack_int64 (pk, value);
+    s_assert_bytes_equal (w, sb);
+}
+
+static void
+s_check_uint (cvr_wr_t *w, msgpack_sbuffer *sb, msgpack_packer *pk, uint64_t value)
+{
+    cvr_wr_reset (w);
+    msgpack_sbuffer_clear (sb);
+    cvr_wr_uint (w, value);
+    msgpack_pack_uint64 (pk, value);
+    s_assert_bytes_equal (w, sb);
+}
+
 static void
 test_writer_bytes_match_msgpack_c (void **state)
 {
@@ -251,33 +272,15 @@ test_writer_bytes_match_msgpack_c (void **state)
         for (int delta = -1; delta <= 1; delta++) {
             uint64_t u = ((uint64_t) 1 << bit) + (uint64_t) (int64_t) delta;
             //  Negated as unsigned: -(int64_t) (1 << 63) would overflow.
-            int64_t values [] = { (int64_t) u, (int64_t) (0 - u), (int64_t) (u - 1) };
-            for (size_t i = 0; i < 3; i++) {
-                cvr_wr_reset (w);
-                msgpack_sbuffer_clear (&sb);
-                cvr_wr_int (w, values [i]);
-                msgpack_pack_int64 (&pk, values [i]);
-                s_assert_bytes_equal (w, &sb);
-            }
-            cvr_wr_reset (w);
-            msgpack_sbuffer_clear (&sb);
-            cvr_wr_uint (w, u);
-            msgpack_pack_uint64 (&pk, u);
-            s_assert_bytes_equal (w, &sb);
+            s_check_int (w, &sb, &pk, (int64_t) u);
+            s_check_int (w, &sb, &pk, (int64_t) (0 - u));
+            s_check_int (w, &sb, &pk, (int64_t) (u - 1));
+            s_check_uint (w, &sb, &pk, u);
         }
     const int64_t ends [] = { INT64_MIN, INT64_MIN + 1, INT64_MAX, -32, -33, 127, 128 };
-    for (size_t i = 0; i < sizeof ends / sizeof ends [0]; i++) {
-        cvr_wr_reset (w);
-        msgpack_sbuffer_clear (&sb);
-        cvr_wr_int (w, ends [i]);
-        msgpack_pack_int64 (&pk, ends [i]);
-        s_assert_bytes_equal (w, &sb);
-    }
-    cvr_wr_reset (w);
-    msgpack_sbuffer_clear (&sb);
-    cvr_wr_uint (w, UINT64_MAX);
-    msgpack_pack_uint64 (&pk, UINT64_MAX);
-    s_assert_bytes_equal (w, &sb);
+    for (size_t i = 0; i < sizeof ends / sizeof ends [0]; i++)
+        s_check_int (w, &sb, &pk, ends [i]);
+    s_check_uint (w, &sb, &pk, UINT64_MAX);
 
     char *big = (char *) malloc (65537);
     assert_non_null (big);
