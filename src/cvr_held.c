@@ -163,6 +163,19 @@ cvr_held_destroy (cvr_held_t **self_p)
     *self_p = NULL;
 }
 
+//  An unshared buffer (or NULL for a new one) resized to capacity bytes.
+static s_buffer_t *
+s_resize (s_buffer_t *buffer, size_t capacity)
+{
+    buffer = (s_buffer_t *) realloc (buffer, sizeof (s_buffer_t) + capacity);
+    if (!buffer) {
+        zsys_error ("conveyord: out of memory holding replies");
+        abort ();
+    }
+    buffer->capacity = capacity;
+    return buffer;
+}
+
 //  Room for need more bytes in the owner's (unshared) buffer.
 static uint8_t *
 s_reserve (cvr_held_t *self, size_t need)
@@ -170,15 +183,8 @@ s_reserve (cvr_held_t *self, size_t need)
     s_buffer_t *buffer = self->buffer;
     if (!buffer) {
         buffer = s_spare_take (self->budget, self->hint);
-        if (!buffer) {
-            buffer = (s_buffer_t *) malloc (sizeof (s_buffer_t) + self->hint);
-            if (buffer)
-                buffer->capacity = self->hint;
-        }
-        if (!buffer) {
-            zsys_error ("conveyord: out of memory holding replies");
-            abort ();
-        }
+        if (!buffer)
+            buffer = s_resize (NULL, self->hint);
         atomic_init (&buffer->refs, 1);
         buffer->budget = self->budget;
         buffer->counted = false;
@@ -190,13 +196,7 @@ s_reserve (cvr_held_t *self, size_t need)
         size_t capacity = 2 * buffer->capacity;
         while (capacity < size + need)
             capacity *= 2;
-        buffer = (s_buffer_t *) realloc (buffer, sizeof (s_buffer_t) + capacity);
-        if (!buffer) {
-            zsys_error ("conveyord: out of memory holding replies");
-            abort ();
-        }
-        buffer->capacity = capacity;
-        self->buffer = buffer;
+        buffer = self->buffer = s_resize (buffer, capacity);
     }
     uint8_t *at = buffer->data + buffer->size;
     buffer->size += need;

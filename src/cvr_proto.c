@@ -7,8 +7,6 @@ struct _cvr_msg_t {
                                     //  point into it rather than copy
 };
 
-typedef cvr_wr_open_t s_open_t;
-
 //  --------------------------------------------------------------------------
 //  Reading
 
@@ -315,14 +313,6 @@ s_write (void *data, const char *buf, size_t len)
     return 0;
 }
 
-//  Every value written inside a container counts toward its header.
-static inline void
-s_count (cvr_wr_t *self)
-{
-    if (self->depth)
-        self->open [self->depth - 1].items++;
-}
-
 cvr_wr_t *
 cvr_wr_new (void)
 {
@@ -352,9 +342,9 @@ static void
 s_open (cvr_wr_t *self, bool is_map)
 {
     assert (self->depth < CVR_PROTO_MAX_DEPTH);
-    s_count (self);
+    cvr_wr_count (self);
     s_reserve (self, 5);
-    self->open [self->depth++] = (s_open_t) { self->size, 0, is_map };
+    self->open [self->depth++] = (cvr_wr_open_t) { self->size, 0, is_map };
     self->data [self->size] = is_map ? 0xdf : 0xdd;
     self->size += 5;
 }
@@ -375,7 +365,7 @@ void
 cvr_wr_close (cvr_wr_t *self)
 {
     assert (self->depth > 0);
-    s_open_t *open = &self->open [--self->depth];
+    cvr_wr_open_t *open = &self->open [--self->depth];
     assert (!open->is_map || open->items % 2 == 0);
     uint32_t count = open->is_map ? open->items / 2 : open->items;
     uint8_t *p = self->data + open->header + 1;
@@ -391,35 +381,28 @@ cvr_wr_close (cvr_wr_t *self)
 //  test_proto checks value by value. The packer, a callback per header
 //  and per body, stays for the rest.
 
-//  Big-endian n bytes of v at p; returns the end.
+//  Big-endian n (0, 1, 2, 4 or 8) bytes of v at p; returns the end. Byte
+//  by byte, unrolled, so that any host gets it right and the compiler
+//  makes one byte swap and one store of it where the host has them.
 static inline uint8_t *
 s_put_be (uint8_t *p, uint64_t v, size_t n)
 {
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-    for (size_t i = n; i-- > 0; v >>= 8)
-        p [i] = (uint8_t) v;
+    switch (n) {
+        case 8: p [n - 8] = (uint8_t) (v >> 56);
+                p [n - 7] = (uint8_t) (v >> 48);
+                p [n - 6] = (uint8_t) (v >> 40);
+                p [n - 5] = (uint8_t) (v >> 32);
+                /* fall through */
+        case 4: p [n - 4] = (uint8_t) (v >> 24);
+                p [n - 3] = (uint8_t) (v >> 16);
+                /* fall through */
+        case 2: p [n - 2] = (uint8_t) (v >> 8);
+                /* fall through */
+        case 1: p [n - 1] = (uint8_t) v;
+                /* fall through */
+        default: break;
+    }
     return p + n;
-#else
-    //  A little-endian host: one byte swap and a store.
-    if (n == 8) {
-        uint64_t be = __builtin_bswap64 (v);
-        memcpy (p, &be, 8);
-    }
-    else
-    if (n == 4) {
-        uint32_t be = __builtin_bswap32 ((uint32_t) v);
-        memcpy (p, &be, 4);
-    }
-    else
-    if (n == 2) {
-        uint16_t be = __builtin_bswap16 ((uint16_t) v);
-        memcpy (p, &be, 2);
-    }
-    else
-    if (n == 1)
-        *p = (uint8_t) v;
-    return p + n;
-#endif
 }
 
 //  A type byte and n big-endian bytes of v.
@@ -435,7 +418,7 @@ s_put_scalar (cvr_wr_t *self, uint8_t type, uint64_t v, size_t n)
 void
 cvr_wr_strn_any (cvr_wr_t *self, const char *s, size_t len)
 {
-    s_count (self);
+    cvr_wr_count (self);
     s_reserve (self, len + 5);
     uint8_t *p = self->data + self->size;
     if (len < 32)
@@ -462,7 +445,7 @@ cvr_wr_strn_any (cvr_wr_t *self, const char *s, size_t len)
 void
 cvr_wr_uint (cvr_wr_t *self, uint64_t value)
 {
-    s_count (self);
+    cvr_wr_count (self);
     if (value < 128)
         s_put_scalar (self, (uint8_t) value, 0, 0);
     else
@@ -485,7 +468,7 @@ cvr_wr_int (cvr_wr_t *self, int64_t value)
         cvr_wr_uint (self, (uint64_t) value);
         return;
     }
-    s_count (self);
+    cvr_wr_count (self);
     if (value >= -32)
         s_put_scalar (self, (uint8_t) value, 0, 0);
     else
@@ -504,7 +487,7 @@ cvr_wr_int (cvr_wr_t *self, int64_t value)
 void
 cvr_wr_bool (cvr_wr_t *self, bool value)
 {
-    s_count (self);
+    cvr_wr_count (self);
     if (value)
         msgpack_pack_true (&self->packer);
     else
@@ -514,21 +497,21 @@ cvr_wr_bool (cvr_wr_t *self, bool value)
 void
 cvr_wr_nil (cvr_wr_t *self)
 {
-    s_count (self);
+    cvr_wr_count (self);
     msgpack_pack_nil (&self->packer);
 }
 
 void
 cvr_wr_obj (cvr_wr_t *self, const msgpack_object *o)
 {
-    s_count (self);
+    cvr_wr_count (self);
     msgpack_pack_object (&self->packer, *o);
 }
 
 void
 cvr_wr_raw (cvr_wr_t *self, const void *data, size_t size)
 {
-    s_count (self);
+    cvr_wr_count (self);
     s_write (self, (const char *) data, size);
 }
 

@@ -144,6 +144,15 @@ struct _cvr_wr_t {
     size_t depth;                   //  how many are open
 };
 
+//  Internal to the writer: every value written inside a container counts
+//  toward its header.
+static inline void
+cvr_wr_count (cvr_wr_t *self)
+{
+    if (self->depth)
+        self->open [self->depth - 1].items++;
+}
+
 //  A string of len bytes. A short one (a fixstr) that fits the buffer is
 //  written here, inline: with a literal, the length and the copy are known
 //  when compiling.
@@ -151,8 +160,7 @@ static inline void
 cvr_wr_strn (cvr_wr_t *self, const char *s, size_t len)
 {
     if (len < 32 && self->size + len + 1 <= self->capacity) {
-        if (self->depth)
-            self->open [self->depth - 1].items++;
+        cvr_wr_count (self);
         uint8_t *p = self->data + self->size;
         *p = (uint8_t) (0xa0 | len);
         if (len)
