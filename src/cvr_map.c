@@ -4,6 +4,10 @@
 
 #define S_INITIAL   8           //  slots at first (a power of two)
 #define S_HUGE      (2u << 20)  //  a huge page: slot arrays this big use them
+#define S_STEP      64          //  old slots visited per insertion while
+                                //  growing (see s_drain)
+#define S_TOUCH     512         //  bytes of the next table written per
+                                //  insertion (see s_prepare)
 
 typedef struct {
     uint64_t hash;              //  0: the slot is empty
@@ -11,10 +15,23 @@ typedef struct {
     void *value;
 } s_slot_t;
 
-struct _cvr_map_t {
+//  One slot array: a valid linear-probing table on its own.
+typedef struct {
     s_slot_t *slots;            //  capacity slots, owned
     size_t capacity;            //  a power of two
     size_t size;                //  entries in use
+} s_table_t;
+
+//  While the map grows, its entries are in two tables: the new one, which
+//  takes every insertion, and the old one, which only loses entries, to
+//  the new one a few at a time (s_drain) or to removal. A key is in one
+//  of the two. Every slot of the old one below moved is empty.
+struct _cvr_map_t {
+    s_table_t table;            //  the current table
+    s_table_t old;              //  the one being drained; no slots if none
+    size_t moved;               //  old slots drained so far
+    s_slot_t *next;             //  the next table, being faulted in
+    size_t touched;             //  bytes of it written so far
 };
 
 //  FNV-1a, with 0 reserved for "empty".
@@ -34,32 +51,52 @@ s_hash (const char *key)
     return s_hash_n (key, strlen (key));
 }
 
-//  A zeroed slot array. One of 2 MB or more is aligned to 2 MB and asks
-//  for transparent huge pages: growing a big map then faults once per
-//  2 MB instead of once per 4 KB, and a lookup in a map of a million
-//  services does not also miss the TLB.
+//  A zeroed slot array. One of 2 MB or more is mapped afresh, aligned to
+//  2 MB, and asks for transparent huge pages, so that a lookup in a map
+//  of a million services does not also miss the TLB. The kernel zeroes
+//  each page when it is first written (see s_prepare), not all at once
+//  here.
 static s_slot_t *
 s_slots_new (size_t capacity)
 {
     size_t bytes = capacity * sizeof (s_slot_t);
     if (bytes < S_HUGE)
         return (s_slot_t *) zmalloc (bytes);
-    void *slots = NULL;
-    if (posix_memalign (&slots, S_HUGE, bytes))
-        return (s_slot_t *) zmalloc (bytes);
+    //  Map one huge page more than needed, then unmap the unaligned ends.
+    uint8_t *map = (uint8_t *) mmap (NULL, bytes + S_HUGE, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) {
+        zsys_error ("conveyord: out of memory for a map of %zu slots", capacity);
+        abort ();
+    }
+    size_t head = (S_HUGE - (uintptr_t) map % S_HUGE) % S_HUGE;
+    if (head)
+        munmap (map, head);
+    munmap (map + head + bytes, S_HUGE - head);
 #ifdef MADV_HUGEPAGE
-    madvise (slots, bytes, MADV_HUGEPAGE);      //  advice: failing is harmless
+    madvise (map + head, bytes, MADV_HUGEPAGE);     //  advice: failing is harmless
 #endif
-    memset (slots, 0, bytes);
-    return (s_slot_t *) slots;
+    return (s_slot_t *) (map + head);
+}
+
+static void
+s_slots_destroy (s_table_t *table)
+{
+    size_t bytes = table->capacity * sizeof (s_slot_t);
+    if (bytes < S_HUGE)
+        free (table->slots);
+    else
+    if (table->slots)
+        munmap (table->slots, bytes);
+    *table = (s_table_t) { 0 };
 }
 
 cvr_map_t *
 cvr_map_new (void)
 {
     cvr_map_t *self = (cvr_map_t *) zmalloc (sizeof (cvr_map_t));
-    self->capacity = S_INITIAL;
-    self->slots = s_slots_new (self->capacity);
+    self->table.capacity = S_INITIAL;
+    self->table.slots = s_slots_new (S_INITIAL);
     return self;
 }
 
@@ -68,34 +105,130 @@ cvr_map_destroy (cvr_map_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    free ((*self_p)->slots);
+    cvr_map_t *self = *self_p;
+    s_table_t next = { self->next, 2 * self->table.capacity, 0 };
+    s_slots_destroy (&next);
+    s_slots_destroy (&self->table);
+    s_slots_destroy (&self->old);
     free (*self_p);
     *self_p = NULL;
 }
 
-//  The slot holding key, or the empty slot where it would go.
+//  The slot of table holding key, or the empty slot where it would go.
 static s_slot_t *
-s_find (cvr_map_t *self, const char *key, uint64_t hash)
+s_find (s_table_t *table, const char *key, uint64_t hash)
 {
-    size_t mask = self->capacity - 1;
+    size_t mask = table->capacity - 1;
     for (size_t i = (size_t) hash & mask; ; i = (i + 1) & mask) {
-        s_slot_t *slot = &self->slots [i];
+        s_slot_t *slot = &table->slots [i];
         if (!slot->hash || (slot->hash == hash && streq (slot->key, key)))
             return slot;
     }
 }
 
+//  The slot holding key, in either table, or NULL.
+static s_slot_t *
+s_lookup (cvr_map_t *self, const char *key, uint64_t hash)
+{
+    s_slot_t *slot = s_find (&self->table, key, hash);
+    if (!slot->hash && self->old.slots)
+        slot = s_find (&self->old, key, hash);
+    return slot->hash ? slot : NULL;
+}
+
+//  Empties a full slot. Backward shift: pulls later entries of the probe
+//  run into the hole unless that would move one before its home slot, so
+//  that every entry stays reachable from its home.
+static void
+s_erase (s_table_t *table, s_slot_t *slot)
+{
+    size_t mask = table->capacity - 1;
+    size_t hole = (size_t) (slot - table->slots);
+    for (size_t i = (hole + 1) & mask; table->slots [i].hash; i = (i + 1) & mask) {
+        size_t home = (size_t) table->slots [i].hash & mask;
+        //  Does home lie cyclically in (hole, i]? Then it stays.
+        bool stays = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
+        if (!stays) {
+            table->slots [hole] = table->slots [i];
+            hole = i;
+        }
+    }
+    table->slots [hole] = (s_slot_t) { 0 };
+    table->size--;
+}
+
+//  Moves entries from the old table to the current one, visiting about
+//  steps old slots in order, and frees the old table once it is empty.
+//  Every old slot below moved is empty, so a full slot at moved starts a
+//  probe run (or, at slot 0, ends one that wraps around), and the run is
+//  moved whole: emptying a run from its start, or the end of one, leaves
+//  every other entry reachable from its home, with no entry to shift.
+//  Removals from the old table shift entries only within runs, never
+//  below moved. With S_STEP visits per insertion, a table that grew at
+//  70% load is drained by the time the current one is 36% full (one visit
+//  per old slot): growth never starts while one is under way.
+static void
+s_drain (cvr_map_t *self, size_t steps)
+{
+    s_table_t *old = &self->old;
+    while (old->size && steps) {
+        assert (self->moved < old->capacity);
+        if (!old->slots [self->moved].hash) {
+            self->moved++;
+            steps--;
+            continue;
+        }
+        while (self->moved < old->capacity && old->slots [self->moved].hash) {
+            s_slot_t *slot = &old->slots [self->moved++];
+            *s_find (&self->table, slot->key, slot->hash) = *slot;
+            self->table.size++;
+            old->size--;
+            *slot = (s_slot_t) { 0 };
+            if (steps)
+                steps--;
+        }
+    }
+    if (!old->size) {
+        s_slots_destroy (old);
+        self->moved = 0;
+    }
+}
+
+//  Readies the table to grow into, for a big map: the kernel zeroes a
+//  fresh page when it is first written, here a 2 MB page at a time at
+//  400-560 MB/s. An insertion into a new table writes a random slot, so
+//  its first few hundred insertions would fault in nearly all of it (48
+//  MB for a million services), the whole cost on one batch of requests.
+//  Instead, from 50% load, each insertion writes the next S_TOUCH bytes
+//  of the next table, which it faults in, at most a page per insertion,
+//  by 60%. (Not earlier: the next table is memory held ahead of need.)
+static void
+s_prepare (cvr_map_t *self)
+{
+    size_t bytes = 2 * self->table.capacity * sizeof (s_slot_t);
+    if (bytes < S_HUGE || self->table.size * 2 < self->table.capacity)
+        return;
+    if (!self->next) {
+        self->next = s_slots_new (2 * self->table.capacity);
+        self->touched = 0;
+    }
+    if (self->touched < bytes) {
+        size_t touch = bytes - self->touched < S_TOUCH ? bytes - self->touched : S_TOUCH;
+        memset ((uint8_t *) self->next + self->touched, 0, touch);
+        self->touched += touch;
+    }
+}
+
+//  Starts growing: the current table becomes the old one, to be drained.
 static void
 s_grow (cvr_map_t *self)
 {
-    s_slot_t *old = self->slots;
-    size_t old_capacity = self->capacity;
-    self->capacity *= 2;
-    self->slots = s_slots_new (self->capacity);
-    for (size_t i = 0; i < old_capacity; i++)
-        if (old [i].hash)
-            *s_find (self, old [i].key, old [i].hash) = old [i];
-    free (old);
+    self->old = self->table;
+    self->moved = 0;
+    self->table.capacity = 2 * self->old.capacity;
+    self->table.slots = self->next ? self->next : s_slots_new (self->table.capacity);
+    self->table.size = 0;
+    self->next = NULL;
 }
 
 uint64_t
@@ -107,7 +240,8 @@ cvr_map_hash (const char *key)
 void *
 cvr_map_get_hashed (cvr_map_t *self, const char *key, uint64_t hash)
 {
-    return s_find (self, key, hash)->value;
+    s_slot_t *slot = s_lookup (self, key, hash);
+    return slot ? slot->value : NULL;
 }
 
 void *
@@ -126,58 +260,59 @@ void *
 cvr_map_put_hashed (cvr_map_t *self, const char *key, uint64_t hash, void *value)
 {
     assert (key && value && hash);
-    s_slot_t *slot = s_find (self, key, hash);
-    if (slot->hash) {
+    s_slot_t *slot = s_lookup (self, key, hash);
+    if (slot) {
         void *old = slot->value;
         slot->key = key;
         slot->value = value;
         return old;
     }
-    if ((self->size + 1) * 10 > self->capacity * 7) {
+    if (self->old.slots)
+        s_drain (self, S_STEP);
+    else
+        s_prepare (self);
+    s_table_t *table = &self->table;
+    if ((table->size + 1) * 10 > table->capacity * 7) {
+        s_drain (self, SIZE_MAX);           //  never needed (see s_drain)
         s_grow (self);
-        slot = s_find (self, key, hash);
     }
-    *slot = (s_slot_t) { hash, key, value };
-    self->size++;
+    *s_find (table, key, hash) = (s_slot_t) { hash, key, value };
+    table->size++;
     return NULL;
 }
 
 void *
 cvr_map_remove (cvr_map_t *self, const char *key)
 {
-    s_slot_t *slot = s_find (self, key, s_hash (key));
+    uint64_t hash = s_hash (key);
+    s_slot_t *slot = s_find (&self->table, key, hash);
+    s_table_t *table = &self->table;
+    if (!slot->hash && self->old.slots) {
+        table = &self->old;
+        slot = s_find (table, key, hash);
+    }
     if (!slot->hash)
         return NULL;
     void *value = slot->value;
-    //  Backward shift: pull later entries of the probe run into the hole
-    //  unless that would move one before its home slot.
-    size_t mask = self->capacity - 1;
-    size_t hole = (size_t) (slot - self->slots);
-    for (size_t i = (hole + 1) & mask; self->slots [i].hash; i = (i + 1) & mask) {
-        size_t home = (size_t) self->slots [i].hash & mask;
-        //  Does home lie cyclically in (hole, i]? Then it stays.
-        bool stays = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
-        if (!stays) {
-            self->slots [hole] = self->slots [i];
-            hole = i;
-        }
-    }
-    self->slots [hole] = (s_slot_t) { 0 };
-    self->size--;
+    s_erase (table, slot);
     return value;
 }
 
 size_t
 cvr_map_size (cvr_map_t *self)
 {
-    return self->size;
+    return self->table.size + self->old.size;
 }
 
 void *
 cvr_map_next (cvr_map_t *self, size_t *cursor)
 {
-    while (*cursor < self->capacity) {
-        s_slot_t *slot = &self->slots [(*cursor)++];
+    //  The old table's slots first, then the current one's.
+    while (*cursor < self->old.capacity + self->table.capacity) {
+        size_t i = (*cursor)++;
+        s_slot_t *slot = i < self->old.capacity
+                       ? &self->old.slots [i]
+                       : &self->table.slots [i - self->old.capacity];
         if (slot->hash)
             return slot->value;
     }
@@ -187,22 +322,33 @@ cvr_map_next (cvr_map_t *self, size_t *cursor)
 void
 cvr_map_prefetch_slot (cvr_map_t *self, const char *key, size_t len)
 {
-    __builtin_prefetch (&self->slots [(size_t) s_hash_n (key, len) & (self->capacity - 1)]);
+    uint64_t hash = s_hash_n (key, len);
+    __builtin_prefetch (&self->table.slots [(size_t) hash & (self->table.capacity - 1)]);
+    if (self->old.slots)
+        __builtin_prefetch (&self->old.slots [(size_t) hash & (self->old.capacity - 1)]);
+}
+
+//  Prefetches the value and key of table's first slot with hash.
+static bool
+s_prefetch_value (s_table_t *table, uint64_t hash)
+{
+    size_t mask = table->capacity - 1;
+    for (size_t i = (size_t) hash & mask; table->slots [i].hash; i = (i + 1) & mask)
+        if (table->slots [i].hash == hash) {
+            //  The value's first two lines (a service record's fields)
+            //  and the key, which is compared first.
+            __builtin_prefetch (table->slots [i].value);
+            __builtin_prefetch ((const char *) table->slots [i].value + 64);
+            __builtin_prefetch (table->slots [i].key);
+            return true;
+        }
+    return false;
 }
 
 bool
 cvr_map_prefetch_value (cvr_map_t *self, const char *key, size_t len)
 {
     uint64_t hash = s_hash_n (key, len);
-    size_t mask = self->capacity - 1;
-    for (size_t i = (size_t) hash & mask; self->slots [i].hash; i = (i + 1) & mask)
-        if (self->slots [i].hash == hash) {
-            //  The value's first two lines (a service record's fields)
-            //  and the key, which is compared first.
-            __builtin_prefetch (self->slots [i].value);
-            __builtin_prefetch ((const char *) self->slots [i].value + 64);
-            __builtin_prefetch (self->slots [i].key);
-            return true;
-        }
-    return false;
+    return s_prefetch_value (&self->table, hash)
+        || (self->old.slots && s_prefetch_value (&self->old, hash));
 }

@@ -6,6 +6,13 @@
     e.g. a service's own service_id), not a chain of separately allocated
     items. Grows at 70% load, never shrinks below its initial size.
 
+    Growing does not stop the caller: the map starts a table twice the
+    size, which takes every new entry, and each insertion after that moves
+    a few entries of the old one across, until it is empty and freed.
+    Meanwhile a lookup that misses in the new table looks in the old one.
+    (Moving a million entries at once, with a fresh table of 48 MB to
+    zero, held one registration for over 100 ms.)
+
     The map owns neither keys nor values: a key is borrowed from its value
     and must stay valid, unchanged, while the entry is in the map.
 */
@@ -51,6 +58,7 @@ size_t
 
 //  Iteration in slot order (arbitrary, stable while the map is unchanged):
 //  start with *cursor = 0; returns the next value, or NULL at the end.
+//  While the map grows, the cursor runs over the old table, then the new.
 void *
     cvr_map_next (cvr_map_t *self, size_t *cursor);
 

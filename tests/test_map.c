@@ -16,10 +16,10 @@ typedef struct {
 } item_t;
 
 static void
-s_check_same (cvr_map_t *map, zhashx_t *reference, item_t *items)
+s_check (cvr_map_t *map, zhashx_t *reference, item_t *items, int keys)
 {
     assert_int_equal (cvr_map_size (map), zhashx_size (reference));
-    for (int i = 0; i < S_KEYS; i++)
+    for (int i = 0; i < keys; i++)
         assert_ptr_equal (cvr_map_get (map, items [i].key),
                           zhashx_lookup (reference, items [i].key));
     //  Iteration visits every value once.
@@ -30,6 +30,12 @@ s_check_same (cvr_map_t *map, zhashx_t *reference, item_t *items)
         seen++;
     }
     assert_int_equal (seen, zhashx_size (reference));
+}
+
+static void
+s_check_same (cvr_map_t *map, zhashx_t *reference, item_t *items)
+{
+    s_check (map, reference, items, S_KEYS);
 }
 
 static void
@@ -134,12 +140,92 @@ test_large_cursor_prefetch (void **state)
     free (items);
 }
 
+//  The cursor's end: how many slots the map iterates over.
+static size_t
+s_slots (cvr_map_t *map)
+{
+    size_t cursor = 0;
+    while (cvr_map_next (map, &cursor))
+        ;
+    return cursor;
+}
+
+//  Growth in steps: a map that passed 70% of 262,144 slots has a new table
+//  of 524,288 taking insertions while the old one drains a few slots per
+//  insertion; until then both tables answer every call. Checked against
+//  zhashx while the old table still holds entries, with removals and
+//  replacements landing in both tables, and after it is gone.
+static void
+test_growth_in_steps (void **state)
+{
+    const int count = 260000;
+    item_t *items = (item_t *) calloc ((size_t) count, sizeof (item_t));
+    item_t *again = (item_t *) calloc ((size_t) count, sizeof (item_t));
+    cvr_map_t *map = cvr_map_new ();
+    zhashx_t *reference = zhashx_new ();
+    for (int i = 0; i < count; i++) {
+        snprintf (items [i].key, sizeof (items [i].key), "svc-%d", i);
+        snprintf (again [i].key, sizeof (again [i].key), "svc-%d", i);
+        items [i].id = again [i].id = i;
+    }
+    //  183,501 entries: the 262,144-slot table is past 70% and grows; each
+    //  insertion after that moves some of the old table's slots. After
+    //  each of the first 20, every entry is still found.
+    int size = 0;
+    for (; size < 183521; size++) {
+        if (size == 183500)
+            assert_int_equal (s_slots (map), 262144);
+        assert_null (cvr_map_put (map, items [size].key, &items [size]));
+        zhashx_insert (reference, items [size].key, &items [size]);
+        if (size > 183500)
+            for (int i = 0; i <= size; i++)
+                assert_ptr_equal (cvr_map_get (map, items [i].key), &items [i]);
+    }
+    assert_int_equal (s_slots (map), 262144 + 524288);
+    s_check (map, reference, items, size);
+    //  While both tables hold entries: remove every third old key (in
+    //  either table), replace every fifth left, add 1,000 more: too few
+    //  insertions to finish draining.
+    for (int i = 0; i < size; i += 3) {
+        assert_ptr_equal (cvr_map_remove (map, items [i].key), &items [i]);
+        zhashx_delete (reference, items [i].key);
+    }
+    for (int i = 1; i < size; i += 5) {
+        if (i % 3 == 0)
+            continue;               //  removed: putting it would insert
+        assert_ptr_equal (cvr_map_put (map, again [i].key, &again [i]), &items [i]);
+        zhashx_update (reference, again [i].key, &again [i]);
+    }
+    for (int i = size; i < size + 1000; i++) {
+        assert_null (cvr_map_put (map, items [i].key, &items [i]));
+        zhashx_insert (reference, items [i].key, &items [i]);
+    }
+    size += 1000;
+    assert_int_equal (s_slots (map), 262144 + 524288);     //  still growing
+    s_check (map, reference, items, size);
+    for (int i = 0; i < size; i++)
+        assert_true (cvr_map_prefetch_value (map, items [i].key, strlen (items [i].key))
+                     == (zhashx_lookup (reference, items [i].key) != NULL));
+    //  Enough insertions to finish: the old table is gone.
+    for (int i = size; i < count; i++) {
+        assert_null (cvr_map_put (map, items [i].key, &items [i]));
+        zhashx_insert (reference, items [i].key, &items [i]);
+    }
+    assert_int_equal (s_slots (map), 524288);
+    s_check (map, reference, items, count);
+    zhashx_destroy (&reference);
+    cvr_map_destroy (&map);
+    free (items);
+    free (again);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_random_against_zhashx),
         cmocka_unit_test (test_large_cursor_prefetch),
+        cmocka_unit_test (test_growth_in_steps),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
