@@ -6,7 +6,7 @@
 #define S_HUGE      (2u << 20)  //  a huge page: slot arrays this big use them
 #define S_STEP      64          //  old slots visited per insertion while
                                 //  growing (see s_drain)
-#define S_TOUCH     512         //  bytes of the next table written per
+#define S_TOUCH     640         //  bytes of the next table written per
                                 //  insertion (see s_prepare)
 
 typedef struct {
@@ -51,43 +51,43 @@ s_hash (const char *key)
     return s_hash_n (key, strlen (key));
 }
 
-//  A zeroed slot array. One of 2 MB or more is mapped afresh, aligned to
-//  2 MB, and asks for transparent huge pages, so that a lookup in a map
-//  of a million services does not also miss the TLB. The kernel zeroes
-//  each page when it is first written (see s_prepare), not all at once
-//  here.
+//  A slot array, not zeroed. One of 2 MB or more is 2 MB-aligned and asks
+//  for transparent huge pages, so that a lookup in a map of a million
+//  services does not also miss the TLB.
 static s_slot_t *
-s_slots_new (size_t capacity)
+s_slots_alloc (size_t capacity)
 {
     size_t bytes = capacity * sizeof (s_slot_t);
+    void *slots = NULL;
     if (bytes < S_HUGE)
-        return (s_slot_t *) zmalloc (bytes);
-    //  Map one huge page more than needed, then unmap the unaligned ends.
-    uint8_t *map = (uint8_t *) mmap (NULL, bytes + S_HUGE, PROT_READ | PROT_WRITE,
-                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (map == MAP_FAILED) {
+        slots = malloc (bytes);
+    else
+    if (posix_memalign (&slots, S_HUGE, bytes))
+        slots = NULL;
+    if (!slots) {
         zsys_error ("conveyord: out of memory for a map of %zu slots", capacity);
         abort ();
     }
-    size_t head = (S_HUGE - (uintptr_t) map % S_HUGE) % S_HUGE;
-    if (head)
-        munmap (map, head);
-    munmap (map + head + bytes, S_HUGE - head);
 #ifdef MADV_HUGEPAGE
-    madvise (map + head, bytes, MADV_HUGEPAGE);     //  advice: failing is harmless
+    if (bytes >= S_HUGE)
+        madvise (slots, bytes, MADV_HUGEPAGE);      //  advice: failing is harmless
 #endif
-    return (s_slot_t *) (map + head);
+    return (s_slot_t *) slots;
+}
+
+//  A zeroed slot array.
+static s_slot_t *
+s_slots_new (size_t capacity)
+{
+    s_slot_t *slots = s_slots_alloc (capacity);
+    memset (slots, 0, capacity * sizeof (s_slot_t));
+    return slots;
 }
 
 static void
 s_slots_destroy (s_table_t *table)
 {
-    size_t bytes = table->capacity * sizeof (s_slot_t);
-    if (bytes < S_HUGE)
-        free (table->slots);
-    else
-    if (table->slots)
-        munmap (table->slots, bytes);
+    free (table->slots);
     *table = (s_table_t) { 0 };
 }
 
@@ -106,8 +106,7 @@ cvr_map_destroy (cvr_map_t **self_p)
     if (!self_p || !*self_p)
         return;
     cvr_map_t *self = *self_p;
-    s_table_t next = { self->next, 2 * self->table.capacity, 0 };
-    s_slots_destroy (&next);
+    free (self->next);
     s_slots_destroy (&self->table);
     s_slots_destroy (&self->old);
     free (*self_p);
@@ -194,22 +193,23 @@ s_drain (cvr_map_t *self, size_t steps)
     }
 }
 
-//  Readies the table to grow into, for a big map: the kernel zeroes a
-//  fresh page when it is first written, here a 2 MB page at a time at
-//  400-560 MB/s. An insertion into a new table writes a random slot, so
-//  its first few hundred insertions would fault in nearly all of it (48
-//  MB for a million services), the whole cost on one batch of requests.
-//  Instead, from 50% load, each insertion writes the next S_TOUCH bytes
-//  of the next table, which it faults in, at most a page per insertion,
-//  by 60%. (Not earlier: the next table is memory held ahead of need.)
+//  Readies the table to grow into, for a big map. Zeroing fresh memory
+//  costs most of growing: the kernel zeroes a page when it is first
+//  written, a 2 MB page at a time, at 400-560 MB/s on this VM, and the
+//  map zeroes it again (the memory may be recycled). Done when growing,
+//  that held one batch of requests for 50-100 ms with a million services
+//  (48 MB). Instead, from 60% load, each insertion zeroes the next
+//  S_TOUCH bytes of the next table, at most a page fault per insertion,
+//  done by 68%. Not earlier: the next table is memory held, and zeroed,
+//  ahead of need, for nothing if the map stops growing.
 static void
 s_prepare (cvr_map_t *self)
 {
     size_t bytes = 2 * self->table.capacity * sizeof (s_slot_t);
-    if (bytes < S_HUGE || self->table.size * 2 < self->table.capacity)
+    if (bytes < S_HUGE || self->table.size * 10 < self->table.capacity * 6)
         return;
     if (!self->next) {
-        self->next = s_slots_new (2 * self->table.capacity);
+        self->next = s_slots_alloc (2 * self->table.capacity);
         self->touched = 0;
     }
     if (self->touched < bytes) {
@@ -219,16 +219,23 @@ s_prepare (cvr_map_t *self)
     }
 }
 
-//  Starts growing: the current table becomes the old one, to be drained.
+//  Starts growing: the current table becomes the old one, to be drained,
+//  and the next one (zeroed in full) the current one.
 static void
 s_grow (cvr_map_t *self)
 {
     self->old = self->table;
     self->moved = 0;
     self->table.capacity = 2 * self->old.capacity;
-    self->table.slots = self->next ? self->next : s_slots_new (self->table.capacity);
     self->table.size = 0;
-    self->next = NULL;
+    if (self->next) {
+        size_t bytes = self->table.capacity * sizeof (s_slot_t);
+        memset ((uint8_t *) self->next + self->touched, 0, bytes - self->touched);
+        self->table.slots = self->next;
+        self->next = NULL;
+    }
+    else
+        self->table.slots = s_slots_new (self->table.capacity);
 }
 
 uint64_t
