@@ -163,9 +163,10 @@ s_erase (s_table_t *table, s_slot_t *slot)
 //  moved whole: emptying a run from its start, or the end of one, leaves
 //  every other entry reachable from its home, with no entry to shift.
 //  Removals from the old table shift entries only within runs, never
-//  below moved. With S_STEP visits per insertion, a table that grew at
-//  70% load is drained by the time the current one is 36% full (one visit
-//  per old slot): growth never starts while one is under way.
+//  below moved. With S_STEP visits per insertion (one per old slot), a
+//  table that grew at 70% load is drained by the time the current one is
+//  35% + 1/128 full (tiny tables: 7 of 16 slots): growth never starts
+//  while one is under way.
 static void
 s_drain (cvr_map_t *self, size_t steps)
 {
@@ -220,7 +221,9 @@ s_prepare (cvr_map_t *self)
 }
 
 //  Starts growing: the current table becomes the old one, to be drained,
-//  and the next one (zeroed in full) the current one.
+//  and the next one the current one, zeroed in full (preparing has done
+//  that by 67.5% load, before growth at 70%; what is left is zeroed here
+//  all the same).
 static void
 s_grow (cvr_map_t *self)
 {

@@ -219,6 +219,77 @@ test_growth_in_steps (void **state)
     free (again);
 }
 
+//  Runs that wrap around: keys whose home is one of the last 4 slots of
+//  an 8,192-slot table, so that their probe run continues at slot 0,
+//  where the drain starts. Every entry is found after each insertion of
+//  the drain (128 of them), with wrapped keys removed and replaced
+//  meanwhile. Then maps destroyed in the middle of a drain and with a
+//  next table being prepared (the sanitizer build reports a leak).
+static void
+test_growth_wraps_and_destroys (void **state)
+{
+    const int count = 6000, wrapped = 40;
+    item_t *items = (item_t *) calloc ((size_t) count, sizeof (item_t));
+    //  The wrapped keys first, then ordinary ones up to 5,734 (just under
+    //  70% of 8,192), then those whose insertions grow and drain the map.
+    int n = 0;
+    for (int candidate = 0; n < wrapped; candidate++) {
+        snprintf (items [n].key, sizeof (items [n].key), "w-%d", candidate);
+        if ((cvr_map_hash (items [n].key) & 8191) >= 8188)
+            items [n].id = n, n++;
+    }
+    for (int i = n; i < count; i++) {
+        snprintf (items [i].key, sizeof (items [i].key), "svc-%d", i);
+        items [i].id = i;
+    }
+    cvr_map_t *map = cvr_map_new ();
+    zhashx_t *reference = zhashx_new ();
+    for (int i = 0; i < 5734; i++) {
+        assert_null (cvr_map_put (map, items [i].key, &items [i]));
+        zhashx_insert (reference, items [i].key, &items [i]);
+    }
+    assert_int_equal (s_slots (map), 8192);
+    for (int i = 5734; i < count; i++) {
+        assert_null (cvr_map_put (map, items [i].key, &items [i]));
+        zhashx_insert (reference, items [i].key, &items [i]);
+        if (i == 5740)          //  mid-drain: wrapped keys out, some back
+            for (int w = 0; w < wrapped; w += 2) {
+                assert_ptr_equal (cvr_map_remove (map, items [w].key), &items [w]);
+                zhashx_delete (reference, items [w].key);
+                if (w % 4 == 0) {
+                    assert_null (cvr_map_put (map, items [w].key, &items [w]));
+                    zhashx_insert (reference, items [w].key, &items [w]);
+                }
+            }
+        for (int k = 0; k <= i; k++)
+            assert_ptr_equal (cvr_map_get_hashed (map, items [k].key,
+                                                  cvr_map_hash (items [k].key)),
+                              zhashx_lookup (reference, items [k].key));
+    }
+    assert_int_equal (s_slots (map), 16384);                //  drained
+    s_check (map, reference, items, count);
+    zhashx_destroy (&reference);
+    cvr_map_destroy (&map);
+    free (items);
+
+    //  Destroyed mid-drain, and with a next table being prepared (from
+    //  60% of 262,144 slots, a next table of 12 MB).
+    char (*keys) [16] = calloc (170000, 16);
+    for (int i = 0; i < 170000; i++)
+        snprintf (keys [i], 16, "k-%d", i);
+    map = cvr_map_new ();
+    for (int i = 0; i < 5736; i++)
+        cvr_map_put (map, keys [i], keys [i]);
+    assert_int_equal (s_slots (map), 8192 + 16384);
+    cvr_map_destroy (&map);
+    map = cvr_map_new ();
+    for (int i = 0; i < 170000; i++)
+        cvr_map_put (map, keys [i], keys [i]);
+    assert_int_equal (s_slots (map), 262144);
+    cvr_map_destroy (&map);
+    free (keys);
+}
+
 int
 main (void)
 {
@@ -226,6 +297,7 @@ main (void)
         cmocka_unit_test (test_random_against_zhashx),
         cmocka_unit_test (test_large_cursor_prefetch),
         cmocka_unit_test (test_growth_in_steps),
+        cmocka_unit_test (test_growth_wraps_and_destroys),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
