@@ -113,6 +113,13 @@ cvr_map_destroy (cvr_map_t **self_p)
     *self_p = NULL;
 }
 
+//  The slot where a key with hash would be if nothing were in its way.
+static inline s_slot_t *
+s_home (s_table_t *table, uint64_t hash)
+{
+    return &table->slots [(size_t) hash & (table->capacity - 1)];
+}
+
 //  The slot of table holding key, or the empty slot where it would go.
 static s_slot_t *
 s_find (s_table_t *table, const char *key, uint64_t hash)
@@ -125,13 +132,17 @@ s_find (s_table_t *table, const char *key, uint64_t hash)
     }
 }
 
-//  The slot holding key, in either table, or NULL.
+//  The slot holding key, in either table, or NULL; *table_p, if given,
+//  is set to the table that holds it.
 static s_slot_t *
-s_lookup (cvr_map_t *self, const char *key, uint64_t hash)
+s_lookup (cvr_map_t *self, const char *key, uint64_t hash, s_table_t **table_p)
 {
-    s_slot_t *slot = s_find (&self->table, key, hash);
+    s_table_t *table = &self->table;
+    s_slot_t *slot = s_find (table, key, hash);
     if (!slot->hash && self->old.slots)
-        slot = s_find (&self->old, key, hash);
+        slot = s_find (table = &self->old, key, hash);
+    if (table_p)
+        *table_p = table;
     return slot->hash ? slot : NULL;
 }
 
@@ -250,7 +261,7 @@ cvr_map_hash (const char *key)
 void *
 cvr_map_get_hashed (cvr_map_t *self, const char *key, uint64_t hash)
 {
-    s_slot_t *slot = s_lookup (self, key, hash);
+    s_slot_t *slot = s_lookup (self, key, hash, NULL);
     return slot ? slot->value : NULL;
 }
 
@@ -270,7 +281,7 @@ void *
 cvr_map_put_hashed (cvr_map_t *self, const char *key, uint64_t hash, void *value)
 {
     assert (key && value && hash);
-    s_slot_t *slot = s_lookup (self, key, hash);
+    s_slot_t *slot = s_lookup (self, key, hash, NULL);
     if (slot) {
         void *old = slot->value;
         slot->key = key;
@@ -283,7 +294,7 @@ cvr_map_put_hashed (cvr_map_t *self, const char *key, uint64_t hash, void *value
         s_prepare (self);
     s_table_t *table = &self->table;
     if ((table->size + 1) * 10 > table->capacity * 7) {
-        s_drain (self, SIZE_MAX);           //  never needed (see s_drain)
+        s_drain (self, SIZE_MAX);           //  a guard: over by now (s_drain)
         s_grow (self);
     }
     *s_find (table, key, hash) = (s_slot_t) { hash, key, value };
@@ -294,14 +305,9 @@ cvr_map_put_hashed (cvr_map_t *self, const char *key, uint64_t hash, void *value
 void *
 cvr_map_remove (cvr_map_t *self, const char *key)
 {
-    uint64_t hash = s_hash (key);
-    s_slot_t *slot = s_find (&self->table, key, hash);
-    s_table_t *table = &self->table;
-    if (!slot->hash && self->old.slots) {
-        table = &self->old;
-        slot = s_find (table, key, hash);
-    }
-    if (!slot->hash)
+    s_table_t *table;
+    s_slot_t *slot = s_lookup (self, key, s_hash (key), &table);
+    if (!slot)
         return NULL;
     void *value = slot->value;
     s_erase (table, slot);
@@ -333,9 +339,9 @@ void
 cvr_map_prefetch_slot (cvr_map_t *self, const char *key, size_t len)
 {
     uint64_t hash = s_hash_n (key, len);
-    __builtin_prefetch (&self->table.slots [(size_t) hash & (self->table.capacity - 1)]);
+    __builtin_prefetch (s_home (&self->table, hash));
     if (self->old.slots)
-        __builtin_prefetch (&self->old.slots [(size_t) hash & (self->old.capacity - 1)]);
+        __builtin_prefetch (s_home (&self->old, hash));
 }
 
 //  Prefetches the value and key of table's first slot with hash.
