@@ -4,6 +4,7 @@
 #include "cvr_raft_io.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,14 @@ struct _cvr_raft_io_t {
     bool closing;
     size_t held_count;
     size_t dropped_count;
+    //  Each server's address as last seen in a message libraft sent at
+    //  once (a copy: see s_send). A cluster has a handful of servers.
+    struct {
+        raft_id id;
+        char *address;
+    } *peers;
+    size_t peer_count;
+    size_t refused_count;
 };
 
 static int s_init (struct raft_io *io, raft_id id, const char *address);
@@ -226,12 +235,67 @@ s_set_vote (struct raft_io *io, raft_id server_id)
     return s_result (self, self->inner.set_vote (&self->inner, server_id));
 }
 
+//  The address last noted for a server, or NULL.
+static const char *
+s_peer_address (cvr_raft_io_t *self, raft_id id)
+{
+    for (size_t index = 0; index < self->peer_count; index++)
+        if (self->peers [index].id == id)
+            return self->peers [index].address;
+    return NULL;
+}
+
+static void
+s_peer_note (cvr_raft_io_t *self, raft_id id, const char *address)
+{
+    const char *known = s_peer_address (self, id);
+    if (!address || (known && strcmp (known, address) == 0))
+        return;
+    char *copy = strdup (address);
+    assert (copy);
+    for (size_t index = 0; index < self->peer_count; index++)
+        if (self->peers [index].id == id) {
+            free (self->peers [index].address);
+            self->peers [index].address = copy;
+            return;
+        }
+    self->peers = realloc (self->peers, (self->peer_count + 1) * sizeof (self->peers [0]));
+    assert (self->peers);
+    self->peers [self->peer_count].id = id;
+    self->peers [self->peer_count].address = copy;
+    self->peer_count++;
+}
+
+//  libraft 0.22.1 sends an InstallSnapshot late: its legacy layer copies
+//  the message, reads the snapshot from disk (snapshot_get), and sends it
+//  from that callback (legacyLoadSnapshotCb), with the server address
+//  still pointing into the configuration of when it was queued. A
+//  membership change meanwhile (raft_add, raft_remove) frees that
+//  configuration, and raft_uv's send then reads freed memory (found by
+//  AddressSanitizer in test_raft's snapshot storm). Every other message is
+//  sent at once, while its address is valid: the guard notes each
+//  server's, and gives an InstallSnapshot the noted one instead of
+//  reading the message's. A leader always sends a server AppendEntries
+//  first (a snapshot answers a rejected one), so one is known; if none
+//  is, the send is refused and the leader tries again later.
 static int
 s_send (struct raft_io *io, struct raft_io_send *req, const struct raft_message *message,
         raft_io_send_cb cb)
 {
     cvr_raft_io_t *self = s_self (io);
-    return s_result (self, self->inner.send (&self->inner, req, message, cb));
+    if (message->type != CVR_RAFT_INSTALL_SNAPSHOT) {
+        s_peer_note (self, message->server_id, message->server_address);
+        return s_result (self, self->inner.send (&self->inner, req, message, cb));
+    }
+    struct raft_message late = *message;
+    late.server_address = s_peer_address (self, message->server_id);
+    if (!late.server_address) {
+        self->refused_count++;
+        snprintf (self->outer.errmsg, sizeof (self->outer.errmsg),
+                  "no address known for server %llu", (unsigned long long) message->server_id);
+        return RAFT_NOCONNECTION;
+    }
+    return s_result (self, self->inner.send (&self->inner, req, &late, cb));
 }
 
 static int
@@ -328,6 +392,9 @@ cvr_raft_io_destroy (cvr_raft_io_t **self_p)
     cvr_raft_io_t *self = *self_p;
     s_drop_held (self);
     free (self->held_address);
+    for (size_t index = 0; index < self->peer_count; index++)
+        free (self->peers [index].address);
+    free (self->peers);
     free (self);
     *self_p = NULL;
 }
@@ -355,4 +422,10 @@ size_t
 cvr_raft_io_dropped (cvr_raft_io_t *self)
 {
     return self->dropped_count;
+}
+
+size_t
+cvr_raft_io_refused (cvr_raft_io_t *self)
+{
+    return self->refused_count;
 }

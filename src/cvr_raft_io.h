@@ -30,6 +30,13 @@
     asks): libraft would answer "already installing" and leak its buffers.
     The guard frees it instead and hands nothing over.
 
+    The same layer sends an InstallSnapshot late (after reading the
+    snapshot from disk) with a server address that points into the
+    configuration of when it was queued; a membership change meanwhile
+    frees it, and raft_uv then reads freed memory. The guard notes each
+    server's address from the messages libraft sends at once, and gives an
+    InstallSnapshot that one instead (see s_send).
+
     Usage: initialise the inner raft_io (raft_uv_init on cvr_raft_io_inner),
     then give cvr_raft_io_outer to raft_init. Destroy after libraft's close
     callback.
@@ -76,5 +83,10 @@ size_t
     cvr_raft_io_held (cvr_raft_io_t *self);
 size_t
     cvr_raft_io_dropped (cvr_raft_io_t *self);
+
+//  InstallSnapshot sends refused because no address was known for the
+//  server (a leader sends AppendEntries first, so never expected).
+size_t
+    cvr_raft_io_refused (cvr_raft_io_t *self);
 
 #endif

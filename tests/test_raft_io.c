@@ -43,6 +43,8 @@ typedef struct {
     struct raft_io_snapshot_put libraft_install;
     struct raft_snapshot snapshot;
     raft_time now;
+    char sent_address [32];         //  the last send's, as the inner saw it
+    raft_id sent_id;
 } fixture_t;
 
 enum { S_INIT, S_CLOSE, S_LOAD, S_START, S_BOOTSTRAP, S_RECOVER, S_TERM, S_VOTE,
@@ -104,7 +106,13 @@ static int f_set_vote (struct raft_io *io, raft_id id)
 { (void) id; return s_count (io, S_VOTE); }
 static int f_send (struct raft_io *io, struct raft_io_send *req,
                    const struct raft_message *message, raft_io_send_cb cb)
-{ (void) req; (void) message; (void) cb; return s_count (io, S_SEND); }
+{
+    (void) req; (void) cb;
+    fixture_t *fx = s_fx (io);
+    snprintf (fx->sent_address, sizeof (fx->sent_address), "%s", message->server_address);
+    fx->sent_id = message->server_id;
+    return s_count (io, S_SEND);
+}
 static int f_append (struct raft_io *io, struct raft_io_append *req,
                      const struct raft_entry entries [], unsigned n, raft_io_append_cb cb)
 { (void) req; (void) entries; (void) n; (void) cb; return s_count (io, S_APPEND); }
@@ -526,6 +534,56 @@ test_destroy_frees_held_install (void **state)
     //  s_teardown destroys it; LeakSanitizer checks the buffers went.
 }
 
+//  libraft 0.22.1 sends an InstallSnapshot after reading the snapshot,
+//  with an address into a configuration a membership change may have freed
+//  meanwhile: the guard gives it the address the server's last message
+//  went to, never reading the message's; with none known it refuses.
+static void
+test_late_install_goes_to_the_noted_address (void **state)
+{
+    state_t *self = (state_t *) *state;
+    fixture_t *fx = &self->fx;
+    struct raft_io *outer = fx->outer;
+    struct raft_io_send send;
+
+    //  No message has gone to server 1 yet.
+    struct raft_message install = s_install (90);
+    char stale [32];
+    snprintf (stale, sizeof (stale), "%s", install.server_address);
+    free ((char *) install.server_address);
+    install.server_address = stale;
+    assert_int_equal (outer->send (outer, &send, &install, NULL), RAFT_NOCONNECTION);
+    assert_string_equal (outer->errmsg, "no address known for server 1");
+    assert_int_equal (fx->calls [S_SEND], 0);
+    assert_int_equal (cvr_raft_io_refused (self->io), 1);
+
+    //  AppendEntries goes at once, to a valid address; it is noted.
+    struct raft_message heartbeat = s_heartbeat ();
+    assert_int_equal (outer->send (outer, &send, &heartbeat, NULL), 0);
+    assert_string_equal (fx->sent_address, "127.0.0.1:9001");
+    free ((char *) heartbeat.server_address);
+
+    //  The configuration the install pointed into is gone.
+    memset (stale, 'x', sizeof (stale) - 1);
+    assert_int_equal (outer->send (outer, &send, &install, NULL), 0);
+    assert_int_equal (fx->sent_id, 1);
+    assert_string_equal (fx->sent_address, "127.0.0.1:9001");
+
+    //  Server 1 moved (removed, added back elsewhere): AppendEntries to the
+    //  new address comes first, and the next install follows it.
+    heartbeat = s_heartbeat ();
+    free ((char *) heartbeat.server_address);
+    heartbeat.server_address = "127.0.0.1:9011";
+    assert_int_equal (outer->send (outer, &send, &heartbeat, NULL), 0);
+    assert_int_equal (outer->send (outer, &send, &install, NULL), 0);
+    assert_string_equal (fx->sent_address, "127.0.0.1:9011");
+    assert_int_equal (fx->calls [S_SEND], 4);
+    assert_int_equal (cvr_raft_io_refused (self->io), 1);
+    //  libraft's send callback would free the install's buffers.
+    raft_free (install.install_snapshot.data.base);
+    raft_configuration_close (&install.install_snapshot.conf);
+}
+
 int
 main (void)
 {
@@ -539,6 +597,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_close_drops_held_install, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_install_while_closing_is_never_delivered, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_destroy_frees_held_install, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_late_install_goes_to_the_noted_address, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
