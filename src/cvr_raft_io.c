@@ -17,6 +17,11 @@ typedef struct {
     raft_io_snapshot_put_cb outer_cb;       //  libraft's
 } s_put_t;
 
+typedef struct {
+    raft_id id;
+    char *address;                  //  owned
+} s_peer_t;
+
 struct _cvr_raft_io_t {
     struct raft_io inner;           //  the real I/O (raft_uv)
     struct raft_io outer;           //  what libraft calls
@@ -34,10 +39,7 @@ struct _cvr_raft_io_t {
     size_t dropped_count;
     //  Each server's address as last seen in a message libraft sent at
     //  once (a copy: see s_send). A cluster has a handful of servers.
-    struct {
-        raft_id id;
-        char *address;
-    } *peers;
+    s_peer_t *peers;
     size_t peer_count;
     size_t refused_count;
 };
@@ -235,35 +237,31 @@ s_set_vote (struct raft_io *io, raft_id server_id)
     return s_result (self, self->inner.set_vote (&self->inner, server_id));
 }
 
-//  The address last noted for a server, or NULL.
-static const char *
-s_peer_address (cvr_raft_io_t *self, raft_id id)
+//  The server's noted address, or NULL.
+static s_peer_t *
+s_peer (cvr_raft_io_t *self, raft_id id)
 {
     for (size_t index = 0; index < self->peer_count; index++)
         if (self->peers [index].id == id)
-            return self->peers [index].address;
+            return &self->peers [index];
     return NULL;
 }
 
 static void
 s_peer_note (cvr_raft_io_t *self, raft_id id, const char *address)
 {
-    const char *known = s_peer_address (self, id);
-    if (!address || (known && strcmp (known, address) == 0))
+    s_peer_t *peer = s_peer (self, id);
+    if (!address || (peer && strcmp (peer->address, address) == 0))
         return;
-    char *copy = strdup (address);
-    assert (copy);
-    for (size_t index = 0; index < self->peer_count; index++)
-        if (self->peers [index].id == id) {
-            free (self->peers [index].address);
-            self->peers [index].address = copy;
-            return;
-        }
-    self->peers = realloc (self->peers, (self->peer_count + 1) * sizeof (self->peers [0]));
-    assert (self->peers);
-    self->peers [self->peer_count].id = id;
-    self->peers [self->peer_count].address = copy;
-    self->peer_count++;
+    if (!peer) {
+        self->peers = realloc (self->peers, (self->peer_count + 1) * sizeof (s_peer_t));
+        assert (self->peers);
+        peer = &self->peers [self->peer_count++];
+        *peer = (s_peer_t) { id, NULL };
+    }
+    free (peer->address);
+    peer->address = strdup (address);
+    assert (peer->address);
 }
 
 //  libraft 0.22.1 sends an InstallSnapshot late: its legacy layer copies
@@ -287,14 +285,15 @@ s_send (struct raft_io *io, struct raft_io_send *req, const struct raft_message 
         s_peer_note (self, message->server_id, message->server_address);
         return s_result (self, self->inner.send (&self->inner, req, message, cb));
     }
-    struct raft_message late = *message;
-    late.server_address = s_peer_address (self, message->server_id);
-    if (!late.server_address) {
+    s_peer_t *peer = s_peer (self, message->server_id);
+    if (!peer) {
         self->refused_count++;
         snprintf (self->outer.errmsg, sizeof (self->outer.errmsg),
                   "no address known for server %llu", (unsigned long long) message->server_id);
         return RAFT_NOCONNECTION;
     }
+    struct raft_message late = *message;
+    late.server_address = peer->address;
     return s_result (self, self->inner.send (&self->inner, req, &late, cb));
 }
 
